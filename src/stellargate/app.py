@@ -1,0 +1,220 @@
+"""The ASGI application: routes, lifespan, and the request envelope. No business logic here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from contextlib import aclosing
+from typing import Any
+
+import orjson
+
+from stellargate.admin.api import AdminAPI
+from stellargate.dialects.base import Dialect
+from stellargate.dialects.openai import OpenAIDialect
+from stellargate.errors import GatewayError, MethodNotAllowed, NotFound
+from stellargate.routes.openai_api import OpenAIRoutes
+from stellargate.runtime import Runtime
+from stellargate.settings import ENV_CONFIG, Settings, load_settings
+from stellargate.web import (
+    ClientGone,
+    Receive,
+    Reply,
+    Request,
+    Result,
+    Router,
+    Scope,
+    Send,
+    json_reply,
+)
+
+log = logging.getLogger("stellargate")
+
+
+class _Watch:
+    """Cancels the request's task when the client goes away before the response is complete."""
+
+    __slots__ = ("done", "gone", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.done = False
+        self.gone = False
+
+    def __call__(self, fut: asyncio.Future[Any]) -> None:
+        if self.done or fut.cancelled() or fut.exception() is not None:
+            return
+        if fut.result().get("type") == "http.disconnect":
+            self.gone = True
+            self.task.cancel()
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.rt: Runtime | None = None
+        self.router = Router()
+        self.dialects: dict[str, Dialect] = {"openai": OpenAIDialect()}
+
+    # -- lifespan ---------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        self.rt = await Runtime.start(self.settings)
+        self.router = Router()
+        self.router.add("GET", "/healthz", self.healthz)
+        self.router.add("GET", "/readyz", self.readyz)
+        OpenAIRoutes(self.rt).register(self.router)
+        AdminAPI(self.rt).register(self.router)
+
+    async def shutdown(self) -> None:
+        if self.rt is not None:
+            await self.rt.stop()
+            self.rt = None
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as e:
+                    log.error("start-up failed: %s", e)
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                try:
+                    await self.shutdown()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        req = Request(scope, receive)
+        path = req.path
+        if path.startswith("/api/v1/"):
+            path = path[4:]
+        route, params, exists = self.router.match(req.method, path)
+        dialect = self.dialects["openai"] if route is None else self.dialects[route.dialect]
+        watch: _Watch | None = None
+        try:
+            if route is None:
+                if exists:
+                    raise MethodNotAllowed(f"Method {req.method} is not allowed on {req.path}.")
+                raise NotFound(f"Unknown path {req.path}.", code="unknown_route")
+            req.params = params
+            if req.method == "POST":
+                task = asyncio.current_task()
+                assert task is not None
+                watch = _Watch(task)
+                await self._read_then_watch(req, watch)
+            result = await route.handler(req)
+            await self._send(send, req, result, watch)
+        except GatewayError as e:
+            if watch is not None:
+                watch.done = True
+            status, headers, body = dialect.render_error(e, req.request_id)
+            if e.upstream_body is not None:
+                log.info(
+                    "upstream error %s on %s: %s", e.upstream_status, req.request_id, e.upstream_body[:2000]
+                )
+            await self._send(
+                send,
+                req,
+                Reply(status, body, headers=[(k.encode(), v.encode()) for k, v in headers.items()]),
+                None,
+            )
+        except ClientGone:
+            return
+        except asyncio.CancelledError:
+            if watch is not None and watch.gone:
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                return
+            raise
+        except Exception:
+            # A bug, not the caller's fault: log it with its traceback, answer without one.
+            log.exception("unhandled error on %s %s (%s)", req.method, req.path, req.request_id)
+            err = GatewayError("The gateway hit an internal error; it has been logged.")
+            status, headers, body = dialect.render_error(err, req.request_id)
+            try:
+                await self._send(send, req, Reply(status, body), None)
+            except Exception:
+                pass
+
+    async def _read_then_watch(self, req: Request, watch: _Watch) -> None:
+        """Read the body, then listen for the disconnect while the handler runs."""
+        receive = req.receive
+        await req.read_body(self.settings.server.max_body_bytes)
+        # After the body, the server's receive() returns only when the client disconnects or the
+        # response is complete; the watch tells the two apart.
+        fut = asyncio.ensure_future(receive())
+        fut.add_done_callback(watch)
+
+    async def _send(self, send: Send, req: Request, result: Result, watch: _Watch | None) -> None:
+        headers = [(b"content-type", result.content_type), (b"x-request-id", req.request_id.encode())]
+        headers.extend(result.headers)
+        if isinstance(result, Reply):
+            if watch is not None:
+                watch.done = True
+            headers.append((b"content-length", str(len(result.body)).encode()))
+            await send({"type": "http.response.start", "status": result.status, "headers": headers})
+            await send({"type": "http.response.body", "body": result.body})
+            return
+        headers.append((b"cache-control", b"no-cache"))
+        completed = False
+        try:
+            await send({"type": "http.response.start", "status": result.status, "headers": headers})
+            async with aclosing(result.chunks) as chunks:  # type: ignore[type-var]
+                async for chunk in chunks:
+                    if result.first_chunk_at is None:
+                        result.first_chunk_at = time.perf_counter()
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if watch is not None:
+                watch.done = True
+            await send({"type": "http.response.body", "body": b""})
+            completed = True
+        finally:
+            for cb in result.on_done:
+                cb(completed)
+
+    # -- health -----------------------------------------------------------------------------
+
+    async def healthz(self, req: Request) -> Result:
+        return json_reply({"status": "ok"})
+
+    async def readyz(self, req: Request) -> Result:
+        assert self.rt is not None
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(self.rt.db.ping(), 2)
+            checks["database"] = "ok"
+            checks["migrations"] = "current" if await self.rt.db.migrations_current() else "pending"
+        except Exception as e:
+            checks["database"] = f"unreachable: {type(e).__name__}"
+        ready = checks.get("database") == "ok" and checks.get("migrations") == "current"
+        return Reply(
+            200 if ready else 503,
+            orjson.dumps({"status": "ready" if ready else "not_ready", "checks": checks}),
+        )
+
+
+def app_from_env() -> Gateway:
+    """Factory for uvicorn's multi-worker mode: each worker process builds its own app."""
+    settings = load_settings(os.environ.get(ENV_CONFIG) or None)
+    return Gateway(settings)
+
+
+def build_app(settings: Settings) -> Gateway:
+    return Gateway(settings)

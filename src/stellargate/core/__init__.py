@@ -1,0 +1,1 @@
+"""The canonical model every dialect parses into and every provider adapter translates from."""

@@ -1,0 +1,1 @@
+"""Inbound dialects: each client API's wire <-> the canonical model."""

@@ -1,0 +1,1 @@
+"""The stages a request passes through, one module each."""

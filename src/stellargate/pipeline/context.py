@@ -1,0 +1,55 @@
+"""What one model call carries through the stages, and how stages are chained."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from stellargate.core.request import ChatRequest
+from stellargate.core.usage import Usage
+from stellargate.dialects.base import Dialect
+from stellargate.providers.base import Target
+from stellargate.storage.records import KeyRecord
+from stellargate.web import Request, Result
+
+
+@dataclass(slots=True)
+class Context:
+    http: Request
+    endpoint: str  # the scope it needs: chat, completions, embeddings, ...
+    dialect: Dialect
+    key: KeyRecord | None = None
+    request: ChatRequest | None = None
+    target: Target | None = None
+    usage: Usage | None = None
+    usage_estimated: bool = False
+    streamed: bool = False
+    status: int = 200
+    error_code: str | None = None
+    ttft_ms: float | None = None
+    attempts: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def request_id(self) -> str:
+        return self.http.request_id
+
+
+Next = Callable[[Context], Awaitable[Result]]
+Stage = Callable[[Context, Next], Awaitable[Result]]
+
+
+def chain(stages: Sequence[Stage], terminal: Next) -> Next:
+    """Compose stages once at start-up into one callable: stage[0] runs first."""
+    call = terminal
+    for stage in reversed(stages):
+        call = _bind(stage, call)
+    return call
+
+
+def _bind(stage: Stage, nxt: Next) -> Next:
+    async def run(ctx: Context) -> Result:
+        return await stage(ctx, nxt)
+
+    return run

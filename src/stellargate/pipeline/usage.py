@@ -1,0 +1,89 @@
+"""Settle every model call into exactly one usage record, sent to the outbox (never the database)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from stellargate.core.request import ChatRequest
+from stellargate.core.usage import Usage, UsageRecord
+from stellargate.errors import GatewayError
+from stellargate.pipeline.context import Context, Next
+from stellargate.storage.outbox import UsageOutbox
+from stellargate.web import Result, StreamReply
+
+log = logging.getLogger("stellargate.usage")
+
+
+def estimate_prompt_tokens(req: ChatRequest) -> int:
+    """A rough count (4 characters a token) for upstreams that report no usage."""
+    chars = sum(len(m.text()) + 4 for m in req.messages)
+    return max(1, chars // 4)
+
+
+class UsageStage:
+    def __init__(self, outbox: UsageOutbox) -> None:
+        self._outbox = outbox
+
+    async def __call__(self, ctx: Context, call_next: Next) -> Result:
+        try:
+            result = await call_next(ctx)
+        except GatewayError as e:
+            ctx.status, ctx.error_code = e.http_status, e.code
+            self.record(ctx)
+            raise
+        except asyncio.CancelledError:
+            ctx.status, ctx.error_code = 499, "client_closed_request"
+            self.record(ctx)
+            raise
+        if isinstance(result, StreamReply):
+            result.on_done.append(lambda completed: self._stream_done(ctx, result, completed))
+        else:
+            ctx.status = result.status
+            self.record(ctx)
+        return result
+
+    def _stream_done(self, ctx: Context, reply: StreamReply, completed: bool) -> None:
+        if reply.first_chunk_at is not None:
+            ctx.ttft_ms = (reply.first_chunk_at - ctx.http.t0) * 1000
+        if not completed and ctx.error_code is None:
+            ctx.status, ctx.error_code = 499, "client_closed_request"
+        self.record(ctx)
+
+    def record(self, ctx: Context) -> None:
+        req, t = ctx.request, ctx.target
+        u = ctx.usage
+        estimated = ctx.usage_estimated
+        if u is None and req is not None and t is not None and ctx.attempts:
+            # The upstream was called but reported nothing: never meter a call as free.
+            u = Usage(prompt_tokens=estimate_prompt_tokens(req))
+            estimated = True
+        u = u or Usage()
+        cost = t.price.cost(u) if t is not None and t.price is not None else 0.0
+        self._outbox.add(
+            UsageRecord(
+                request_id=ctx.request_id,
+                created_at=ctx.http.arrival,
+                key_id=ctx.key.id if ctx.key else None,
+                endpoint=ctx.endpoint,
+                dialect=ctx.dialect.name,
+                model=req.model if req else "",
+                provider=t.provider if t else None,
+                upstream_model=t.upstream_model if t else None,
+                status=ctx.status,
+                streamed=ctx.streamed,
+                prompt_tokens=u.prompt_tokens,
+                completion_tokens=u.completion_tokens,
+                cached_tokens=u.cached_tokens,
+                cache_creation_tokens=u.cache_creation_tokens,
+                reasoning_tokens=u.reasoning_tokens,
+                cost_usd=cost,
+                latency_ms=(time.perf_counter() - ctx.http.t0) * 1000,
+                ttft_ms=ctx.ttft_ms,
+                error_code=ctx.error_code,
+                usage_estimated=estimated,
+                attempts=ctx.attempts,
+                meta=ctx.meta,
+            )
+        )

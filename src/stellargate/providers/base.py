@@ -1,0 +1,97 @@
+"""The one interface every provider adapter implements, and the values that cross it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from stellargate.core.request import ChatRequest
+from stellargate.core.response import ChatResponse
+from stellargate.core.stream import StreamEvent
+from stellargate.core.usage import Price, Usage
+from stellargate.dialects.sse import SSEEvent
+from stellargate.errors import GatewayError
+
+if TYPE_CHECKING:
+    from stellargate.settings import ModelSettings, ProviderSettings, Timeouts
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    stream: bool = True
+    tools: bool = True
+    parallel_tools: bool = True
+    vision: bool = True
+    json_schema: bool = True
+    usage_in_stream: bool = True
+    embeddings: bool = False
+
+
+@dataclass(slots=True)
+class Target:
+    """Where one request goes: a provider, its settings, and the upstream model id."""
+
+    provider: str  # the configured provider name
+    settings: ProviderSettings
+    adapter: ProviderAdapter
+    base_url: str
+    upstream_model: str
+    public_model: str  # the id the client sent
+    model: ModelSettings | None = None
+    price: Price | None = None
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return self.settings.timeouts
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    stream: bool = False
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    status: int
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+
+@dataclass(slots=True)
+class PassthroughState:
+    """Per-request state of an identity-path stream."""
+
+    strip_usage: bool  # the gateway asked upstream for usage; the client did not
+    usage: Usage | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ProviderAdapter(Protocol):
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    # The client dialect this provider speaks natively: requests in that dialect take the
+    # identity path (forwarded, not round-tripped through the canonical model).
+    native_dialect: ClassVar[str | None]
+
+    def translate_request(self, req: ChatRequest, target: Target) -> UpstreamRequest: ...
+    def translate_response(
+        self, resp: UpstreamResponse, req: ChatRequest, target: Target
+    ) -> ChatResponse: ...
+    def new_stream_state(self, req: ChatRequest) -> Any: ...
+    def translate_stream_event(self, ev: SSEEvent, state: Any) -> Sequence[StreamEvent]: ...
+    def map_error(self, resp: UpstreamResponse) -> GatewayError: ...
+
+    # The identity path.
+    def passthrough_request(
+        self, req: ChatRequest, target: Target
+    ) -> tuple[UpstreamRequest, PassthroughState]: ...
+    def passthrough_usage(self, body: bytes) -> Usage | None: ...
+    def passthrough_stream_event(self, ev: SSEEvent, state: PassthroughState) -> bytes | None: ...

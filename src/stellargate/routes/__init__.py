@@ -1,0 +1,1 @@
+"""HTTP endpoints: thin handlers that hand model calls to the stage chain."""

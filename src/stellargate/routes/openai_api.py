@@ -1,0 +1,66 @@
+"""The OpenAI-compatible endpoints: chat completions and models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stellargate.dialects.openai import OpenAIDialect
+from stellargate.errors import NotFound
+from stellargate.pipeline.auth import AuthStage, authenticate, bearer, check_scope, model_allowed
+from stellargate.pipeline.context import Context, Next, chain
+from stellargate.pipeline.invoke import Invoker
+from stellargate.pipeline.routing import RoutingStage
+from stellargate.pipeline.usage import UsageStage
+from stellargate.runtime import Runtime
+from stellargate.web import Request, Result, Router, json_reply
+
+
+async def _parse(ctx: Context, call_next: Next) -> Result:
+    ctx.request = ctx.dialect.parse_request(ctx.http.json())
+    return await call_next(ctx)
+
+
+class OpenAIRoutes:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.dialect = OpenAIDialect()
+        # The usage stage sits right after auth, so that every authenticated call leaves a record,
+        # refused ones included.
+        self.chat_pipeline = chain(
+            [AuthStage(rt.keys), UsageStage(rt.outbox), _parse, RoutingStage(rt.models)],
+            Invoker(rt.transport),
+        )
+        self._limit = rt.settings.server.max_body_bytes
+
+    def register(self, router: Router) -> None:
+        router.add("POST", "/v1/chat/completions", self.chat)
+        router.add("GET", "/v1/models", self.list_models)
+        router.add("GET", "/v1/models/{model_id}", self.get_model)
+
+    async def chat(self, req: Request) -> Result:
+        await req.read_body(self._limit)
+        return await self.chat_pipeline(Context(http=req, endpoint="chat", dialect=self.dialect))
+
+    def _model_json(self, name: str) -> dict[str, Any]:
+        m = self.rt.models.models[name]
+        return {
+            "id": m.name,
+            "object": "model",
+            "created": self.rt.started_at,
+            "owned_by": m.provider,
+            "context_window": m.context_window,
+        }
+
+    async def list_models(self, req: Request) -> Result:
+        key = await authenticate(self.rt.keys, bearer(req.headers))
+        check_scope(key, "models")
+        names = [n for n in self.rt.models.models if not key.models or model_allowed(tuple(key.models), n)]
+        return json_reply({"object": "list", "data": [self._model_json(n) for n in names]})
+
+    async def get_model(self, req: Request) -> Result:
+        key = await authenticate(self.rt.keys, bearer(req.headers))
+        check_scope(key, "models")
+        name = req.params["model_id"]
+        if name not in self.rt.models.models or (key.models and not model_allowed(tuple(key.models), name)):
+            raise NotFound(f"The model '{name}' does not exist.", code="model_not_found", param="model")
+        return json_reply(self._model_json(name))

@@ -1,0 +1,444 @@
+"""The configuration: one YAML file plus the environment, validated once at start-up.
+
+``load_settings`` returns one frozen ``Settings`` object that the app carries; nothing reads the
+environment or the file after that. Every problem is reported as a ``ConfigProblem`` naming the
+file, the key path (with its line when known) and the fix, and all problems are reported at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_CONFIG = "STELLARGATE_CONFIG"
+ENV_DATA_DIR = "STELLARGATE_DATA_DIR"
+ENV_ADMIN_KEY = "STELLARGATE_ADMIN_KEY"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Model):
+    """Seconds. ``first_byte`` is until the response headers (the whole answer for non-streams)."""
+
+    connect: float = Field(10.0, gt=0)
+    first_byte: float = Field(120.0, gt=0)
+    idle: float = Field(60.0, gt=0)  # longest silence between two stream chunks
+    total: float = Field(600.0, gt=0)
+
+
+class ServerSettings(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=256)
+    max_body_mb: float = Field(10.0, gt=0, le=1024)
+    # Seconds a graceful shutdown waits for in-flight requests before closing them.
+    shutdown_grace: float = Field(30.0, ge=0)
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
+
+
+class ProviderSettings(_Model):
+    type: str
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    max_connections: int = Field(1000, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v.rstrip("/")
+
+
+class PriceSettings(_Model):
+    """USD per million tokens."""
+
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+    cached_input: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+
+
+class ModelSettings(_Model):
+    name: str = Field(min_length=1)  # the id clients send
+    provider: str
+    model: str | None = None  # the upstream id; defaults to name
+    context_window: int | None = Field(None, gt=0)
+    max_output_tokens: int | None = Field(None, gt=0)
+    price: PriceSettings | None = None
+
+    @property
+    def upstream_model(self) -> str:
+        return self.model or self.name
+
+
+class UsageSettings(_Model):
+    flush_interval: float = Field(0.25, gt=0, le=60)
+    batch_size: int = Field(500, ge=1, le=10_000)
+    max_buffer: int = Field(50_000, ge=100)
+
+
+class KeySettings(_Model):
+    cache_ttl: float = Field(60.0, gt=0)  # seconds a cached key is trusted without re-reading it
+    poll_interval: float = Field(2.0, gt=0)  # how often workers look for key changes made elsewhere
+
+
+class Settings(_Model):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    database: str = ""  # empty: SQLite in the data directory
+    redis: str | None = None
+    admin_key: SecretStr | None = None
+    data_dir: Path = Path(".stellargate")
+    auto_migrate: bool = True
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    models: list[ModelSettings] = Field(default_factory=list)
+    usage: UsageSettings = Field(default_factory=UsageSettings)
+    keys: KeySettings = Field(default_factory=KeySettings)
+    # Where the settings came from and which ${VARS} were unset, for messages; not settings.
+    source: str = "<defaults>"
+    unset_variables: tuple[str, ...] = ()
+
+    @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite:///{self.data_dir / 'stellargate.db'}"
+
+    def model(self, name: str) -> ModelSettings | None:
+        for m in self.models:
+            if m.name == name:
+                return m
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    file: str
+    path: str  # dotted key path, e.g. providers.groq.base_url
+    message: str
+    fix: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path or '(top level)'}: {self.message} — fix: {self.fix}"
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+# ---------------------------------------------------------------------------------------------
+# ${VAR} interpolation
+#
+# Variables are swapped for placeholders before YAML parsing, because `${X}` inside a flow mapping
+# (`{api_key: ${X}}`) is not valid YAML, and resolved in the parsed values afterwards, so that an
+# environment value can never change the document's structure.
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_PLACEHOLDER = re.compile(r"__sgvar_(\d+)__|\$\$")
+
+
+def protect_variables(text: str) -> tuple[str, list[tuple[str, str | None]]]:
+    found: list[tuple[str, str | None]] = []
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$$"
+        found.append((m.group(1), m.group(2)))
+        return f"__sgvar_{len(found) - 1}__"
+
+    return _VAR.sub(sub, text), found
+
+
+def interpolate(
+    value: Any,
+    env: Mapping[str, str],
+    variables: list[tuple[str, str | None]],
+    unset: set[str],
+    path: str = "",
+) -> Any:
+    """Resolve placeholders in every string; ``$$`` is a literal ``$``.
+
+    An unset variable without a default becomes the empty string and is reported in ``unset``,
+    so that a provider whose key is not exported is simply not live rather than a crash.
+    """
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":
+                return "$"
+            name, default = variables[int(m.group(1))]
+            if name in env:
+                return env[name]
+            if default is None:
+                unset.add(f"{name} (at {path or 'top level'})")
+                return ""
+            return default
+
+        return _PLACEHOLDER.sub(sub, value)
+    if isinstance(value, dict):
+        return {
+            k: interpolate(v, env, variables, unset, f"{path}.{k}" if path else str(k))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [interpolate(v, env, variables, unset, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _line_index(text: str) -> dict[str, int]:
+    """Map dotted key paths of a YAML document to their 1-based line numbers."""
+    index: dict[str, int] = {}
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return index
+
+    def walk(node: yaml.Node, path: str) -> None:
+        index.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = str(k.value)
+                sub = f"{path}.{key}" if path else key
+                index[sub] = k.start_mark.line + 1
+                walk(v, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, f"{path}[{i}]")
+
+    if root is not None:
+        walk(root, "")
+    return index
+
+
+_FIELD_HINTS = {
+    "int_parsing": "give a whole number",
+    "int_type": "give a whole number",
+    "float_parsing": "give a number",
+    "float_type": "give a number",
+    "bool_parsing": "use true or false",
+    "bool_type": "use true or false",
+    "string_type": "give a string (quote it if YAML reads it as something else)",
+    "missing": "add this key",
+    "greater_than": "use a larger value",
+    "greater_than_equal": "use a larger value",
+    "less_than": "use a smaller value",
+    "less_than_equal": "use a smaller value",
+    "dict_type": "give a mapping (key: value pairs)",
+    "model_type": "give a mapping (key: value pairs)",
+    "list_type": "give a list",
+    "literal_error": "use one of the values named",
+    "string_too_short": "give a non-empty value",
+}
+
+
+def _loc_path(loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _model_fields_at(path_parts: list[int | str]) -> list[str]:
+    """The keys allowed at a location, for did-you-mean suggestions on unknown keys."""
+    model: type[BaseModel] | None = Settings
+    for part in path_parts:
+        if model is None or isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        ann = field.annotation
+        model = None
+        for cand in (ann, *getattr(ann, "__args__", ())):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                model = cand
+            for inner in getattr(cand, "__args__", ()):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    model = inner
+    return list(model.model_fields) if model is not None else []
+
+
+def _problems_from_validation(err: ValidationError, file: str, lines: dict[str, int]) -> list[ConfigProblem]:
+    problems = []
+    for e in err.errors():
+        loc = list(e["loc"])
+        path = _loc_path(loc)
+        if e["type"] == "extra_forbidden":
+            allowed = [f for f in _model_fields_at(loc[:-1]) if f not in ("source", "unset_variables")]
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            fix = f"did you mean '{close[0]}'?" if close else f"remove it; allowed here: {', '.join(allowed)}"
+            problems.append(ConfigProblem(file, path, "unknown key", fix, lines.get(path)))
+            continue
+        msg = e["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        fix = _FIELD_HINTS.get(e["type"], "correct the value")
+        problems.append(ConfigProblem(file, path, msg, fix, lines.get(path)))
+    return problems
+
+
+def _defaults_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """The embedded configuration used when no file is given."""
+    from stellargate.providers.registry import providers_from_env
+
+    data: dict[str, Any] = {"providers": providers_from_env(env)}
+    if env.get(ENV_ADMIN_KEY):
+        data["admin_key"] = env[ENV_ADMIN_KEY]
+    return data
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Read, interpolate and validate the configuration; raise ConfigError listing every problem."""
+    env = os.environ if env is None else env
+    if path is None and env.get(ENV_CONFIG):
+        path = env[ENV_CONFIG]
+    unset: set[str] = set()
+    if path is None:
+        file = "<defaults>"
+        data = _defaults_from_env(env)
+        lines: dict[str, int] = {}
+    else:
+        file = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(
+                [ConfigProblem(file, "", f"cannot read the file: {e.strerror}", "check the path")]
+            ) from None
+        text, variables = protect_variables(text)
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        file, "", f"not valid YAML: {getattr(e, 'problem', e)}", "fix the syntax", line
+                    )
+                ]
+            ) from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                [ConfigProblem(file, "", "the top level must be a mapping", "use key: value pairs")]
+            )
+        data = interpolate(raw, env, variables, unset)
+        lines = _line_index(text)
+    if "data_dir" not in data and env.get(ENV_DATA_DIR):
+        data["data_dir"] = env[ENV_DATA_DIR]
+    if "admin_key" not in data and env.get(ENV_ADMIN_KEY):
+        data["admin_key"] = env[ENV_ADMIN_KEY]
+    if data.get("admin_key") == "":
+        data["admin_key"] = None
+    data["source"] = file
+    data["unset_variables"] = tuple(sorted(unset))
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_problems_from_validation(e, file, lines)) from None
+    problems = check_semantics(settings, lines)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def check_semantics(s: Settings, lines: Mapping[str, int] | None = None) -> list[ConfigProblem]:
+    """Cross-field checks that a schema alone cannot express."""
+    from stellargate.providers.registry import provider_types
+
+    lines = lines or {}
+    file = s.source
+    problems: list[ConfigProblem] = []
+    types = provider_types()
+    for name, p in s.providers.items():
+        path = f"providers.{name}"
+        if "/" in name:
+            problems.append(
+                ConfigProblem(file, path, "a provider name cannot contain '/'", "rename it", lines.get(path))
+            )
+        if p.type not in types:
+            close = difflib.get_close_matches(p.type, types, n=1)
+            fix = f"did you mean '{close[0]}'?" if close else f"use one of: {', '.join(sorted(types))}"
+            problems.append(
+                ConfigProblem(
+                    file, f"{path}.type", f"unknown provider type '{p.type}'", fix, lines.get(f"{path}.type")
+                )
+            )
+    seen: set[str] = set()
+    for i, m in enumerate(s.models):
+        path = f"models[{i}]"
+        if m.name in seen:
+            problems.append(
+                ConfigProblem(
+                    file,
+                    f"{path}.name",
+                    f"model '{m.name}' is listed twice",
+                    "keep one entry",
+                    lines.get(f"{path}.name"),
+                )
+            )
+        seen.add(m.name)
+        if m.provider not in s.providers:
+            close = difflib.get_close_matches(m.provider, list(s.providers), n=1)
+            fix = (
+                f"did you mean '{close[0]}'?"
+                if close
+                else f"define it under providers: (configured: {', '.join(s.providers) or 'none'})"
+            )
+            problems.append(
+                ConfigProblem(
+                    file,
+                    f"{path}.provider",
+                    f"no provider named '{m.provider}'",
+                    fix,
+                    lines.get(f"{path}.provider"),
+                )
+            )
+    if s.database and not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", s.database):
+        problems.append(
+            ConfigProblem(
+                file,
+                "database",
+                "unsupported database URL",
+                "use sqlite:///path/to/file.db or postgresql://user@host:5432/db",
+                lines.get("database"),
+            )
+        )
+    if s.redis and not re.match(r"^rediss?://", s.redis):
+        problems.append(
+            ConfigProblem(
+                file, "redis", "unsupported Redis URL", "use redis://host:6379/0", lines.get("redis")
+            )
+        )
+    return problems

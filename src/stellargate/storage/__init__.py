@@ -1,0 +1,1 @@
+"""Persistence: keys, the usage ledger and (later) the audit log, over SQLite or PostgreSQL."""

@@ -1,0 +1,194 @@
+"""The only network I/O to providers: pooled keep-alive HTTP clients, timeouts, error mapping.
+
+Timeouts are watched by one timer per request (``_Watchdog``) that is re-armed lazily, rather than
+one timer per chunk: the stream hot path only stores a timestamp. The watchdog cancels the task
+only while it is waiting for the upstream, so a slow client never counts as a silent upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from stellargate import __version__
+from stellargate.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from stellargate.providers.base import UpstreamRequest, UpstreamResponse
+
+if TYPE_CHECKING:
+    from stellargate.settings import Timeouts
+
+log = logging.getLogger("stellargate.transport")
+
+
+class _Watchdog:
+    __slots__ = ("_handle", "_loop", "_task", "deadline", "expired", "gap", "last", "phase", "waiting")
+
+    def __init__(self, t: Timeouts) -> None:
+        self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self.last = self._loop.time()
+        self.deadline = self.last + t.total
+        self.gap = t.first_byte
+        self.phase = "first_byte"
+        self.expired: str | None = None
+        self.waiting = True
+        self._handle = self._loop.call_at(min(self.last + self.gap, self.deadline), self._check)
+
+    def body_phase(self, idle: float) -> None:
+        self.phase, self.gap, self.last = "idle", idle, self._loop.time()
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        if self.waiting and self.expired is None:
+            if now >= self.deadline:
+                self.expired = "total"
+            elif now - self.last >= self.gap:
+                self.expired = self.phase
+            if self.expired is not None:
+                self._task.cancel()
+                return
+        self._handle = self._loop.call_at(
+            min(max(self.last + self.gap, now + 0.05), self.deadline + 0.001), self._check
+        )
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+    def timeout_error(self) -> UpstreamTimeout:
+        what = {
+            "first_byte": "did not start answering within the first-byte timeout",
+            "idle": "went silent mid-stream for longer than the idle timeout",
+            "total": "did not finish within the total timeout",
+        }[self.expired or "total"]
+        return UpstreamTimeout(f"The upstream {what}.", code=f"upstream_timeout_{self.expired}")
+
+
+def _connection_error(e: BaseException) -> UpstreamError:
+    if isinstance(e, aiohttp.ClientConnectorError | ConnectionRefusedError):
+        return UpstreamUnavailable(
+            "Could not connect to the upstream provider.", code="upstream_connect_failed"
+        )
+    if isinstance(e, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return UpstreamError(
+            "The upstream closed the connection before the answer was complete.", code="upstream_disconnected"
+        )
+    if isinstance(e, asyncio.TimeoutError):
+        return UpstreamTimeout("Connecting to the upstream timed out.", code="upstream_timeout_connect")
+    return UpstreamError(f"Upstream connection error: {type(e).__name__}.", code="upstream_connection_error")
+
+
+class UpstreamStream:
+    """An open upstream response whose body is read as it arrives."""
+
+    __slots__ = ("_resp", "_wd", "headers", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse, wd: _Watchdog, idle: float) -> None:
+        self._resp = resp
+        self._wd = wd
+        self.status = resp.status
+        self.headers = {k.lower(): v for k, v in resp.headers.items()}
+        wd.body_phase(idle)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        wd = self._wd
+        read = self._resp.content.readany
+        try:
+            while True:
+                wd.waiting = True
+                try:
+                    data = await read()
+                except asyncio.CancelledError:
+                    if wd.expired is not None:
+                        task = asyncio.current_task()
+                        if task is not None:
+                            task.uncancel()
+                        raise wd.timeout_error() from None
+                    raise
+                except (aiohttp.ClientError, OSError) as e:
+                    raise _connection_error(e) from None
+                wd.waiting = False
+                if not data:
+                    return
+                wd.last = wd._loop.time()
+                yield data
+        finally:
+            wd.waiting = False
+
+    async def read_all(self) -> bytes:
+        parts = [c async for c in self.chunks()]
+        return b"".join(parts)
+
+    def close(self, *, reuse: bool) -> None:
+        """Release the connection to the pool, or close it (which is how the upstream learns a
+        request was cancelled)."""
+        self._wd.stop()
+        if reuse:
+            self._resp.release()
+        else:
+            self._resp.close()
+
+
+class Transport:
+    def __init__(self) -> None:
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+
+    def _session(self, pool: str, max_connections: int, connect_timeout: float) -> aiohttp.ClientSession:
+        s = self._sessions.get(pool)
+        if s is None:
+            connector = aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300, keepalive_timeout=60)
+            s = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=None, sock_connect=connect_timeout, sock_read=None
+                ),
+                headers={"user-agent": f"stellargate/{__version__}"},
+                skip_auto_headers=("Content-Type",),
+            )
+            self._sessions[pool] = s
+        return s
+
+    async def open(
+        self, req: UpstreamRequest, pool: str, timeouts: Timeouts, max_connections: int
+    ) -> UpstreamStream:
+        """Send the request and return once the response headers are in."""
+        session = self._session(pool, max_connections, timeouts.connect)
+        wd = _Watchdog(timeouts)
+        try:
+            resp = await session.request(req.method, req.url, data=req.body, headers=req.headers)
+        except asyncio.CancelledError:
+            wd.stop()
+            if wd.expired is not None:
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                raise wd.timeout_error() from None
+            raise
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            wd.stop()
+            raise _connection_error(e) from None
+        wd.waiting = False
+        return UpstreamStream(resp, wd, timeouts.idle)
+
+    async def send(
+        self, req: UpstreamRequest, pool: str, timeouts: Timeouts, max_connections: int
+    ) -> UpstreamResponse:
+        """A whole request and response (non-streaming)."""
+        s = await self.open(req, pool, timeouts, max_connections)
+        ok = False
+        try:
+            body = await s.read_all()
+            ok = True
+        finally:
+            s.close(reuse=ok)
+        return UpstreamResponse(s.status, s.headers, body)
+
+    async def close(self) -> None:
+        for s in self._sessions.values():
+            await s.close()
+        self._sessions.clear()
