@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Connection
+
+from stellargate.storage.db import Database
+from stellargate.storage.tables import VERSION_TABLE, metadata
+
+HEAD = "0001_initial"
+
+
+async def test_fresh_database_upgrades_to_head(fresh_db_url: str) -> None:
+    db = await Database.connect(fresh_db_url)
+    try:
+        assert await db.migration_state() == (None, HEAD)
+        assert not await db.migrations_current()
+        await db.upgrade()
+        assert await db.migration_state() == (HEAD, HEAD)
+        assert await db.migrations_current()
+        await db.upgrade()  # already current: nothing to do, no error
+        assert await db.migrations_current()
+    finally:
+        await db.close()
+
+
+def _diff(conn: Connection) -> list[object]:
+    ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE, "compare_type": True})
+    return list(compare_metadata(ctx, metadata))
+
+
+async def test_migrations_match_tables(fresh_db_url: str) -> None:
+    db = await Database.connect(fresh_db_url)
+    try:
+        await db.upgrade()
+        async with db.engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await db.close()
+
+
+async def test_concurrent_upgrades_in_one_process(fresh_db_url: str) -> None:
+    dbs = [await Database.connect(fresh_db_url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(d.upgrade() for d in dbs))
+        assert all([await d.migrations_current() for d in dbs])
+    finally:
+        for d in dbs:
+            await d.close()
+
+
+_UPGRADE_SCRIPT = """
+import asyncio, sys
+from stellargate.storage.db import Database
+
+async def main(url):
+    db = await Database.connect(url)
+    try:
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)  # start together, to make the race real
+        await db.upgrade()
+        assert await db.migrations_current()
+    finally:
+        await db.close()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_concurrent_upgrades_in_separate_processes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/race/sg.db"
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _UPGRADE_SCRIPT,
+            url,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    async with asyncio.timeout(30):
+        for p in procs:
+            assert p.stdout is not None
+            await p.stdout.readline()
+        results = await asyncio.gather(*(p.communicate(b"go\n") for p in procs))
+    for p, (_out, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err.decode()
+    db = await Database.connect(url)
+    try:
+        assert await db.migrations_current()
+    finally:
+        await db.close()
