@@ -1,4 +1,4 @@
-"""The only network I/O to providers: pooled keep-alive HTTP clients, timeouts, error mapping.
+"""The only network I/O to providers: pooled keep-alive HTTP/1.1 (http1.py), timeouts, error mapping.
 
 Timeouts are watched by one timer per request (``_Watchdog``) that is re-armed lazily, rather than
 one timer per chunk: the stream hot path only stores a timestamp. The watchdog cancels the task
@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-import aiohttp
-
-from stellargate import __version__
+from stellargate import http1
 from stellargate.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from stellargate.providers.base import UpstreamRequest, UpstreamResponse
 
@@ -42,6 +41,9 @@ class _Watchdog:
 
     def body_phase(self, idle: float) -> None:
         self.phase, self.gap, self.last = "idle", idle, self._loop.time()
+        # The timer is armed for the first-byte gap; the idle gap may be shorter.
+        self._handle.cancel()
+        self._handle = self._loop.call_at(min(self.last + idle, self.deadline), self._check)
 
     def _check(self) -> None:
         now = self._loop.time()
@@ -69,18 +71,16 @@ class _Watchdog:
         return UpstreamTimeout(f"The upstream {what}.", code=f"upstream_timeout_{self.expired}")
 
 
-def _connection_error(e: BaseException) -> UpstreamError:
-    if isinstance(e, aiohttp.ClientConnectorError | ConnectionRefusedError):
+def _connection_error(e: BaseException, *, connecting: bool) -> UpstreamError:
+    if isinstance(e, TimeoutError) and connecting:
+        return UpstreamTimeout("Connecting to the upstream timed out.", code="upstream_timeout_connect")
+    if connecting:
         return UpstreamUnavailable(
             "Could not connect to the upstream provider.", code="upstream_connect_failed"
         )
-    if isinstance(e, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
-        return UpstreamError(
-            "The upstream closed the connection before the answer was complete.", code="upstream_disconnected"
-        )
-    if isinstance(e, asyncio.TimeoutError):
-        return UpstreamTimeout("Connecting to the upstream timed out.", code="upstream_timeout_connect")
-    return UpstreamError(f"Upstream connection error: {type(e).__name__}.", code="upstream_connection_error")
+    return UpstreamError(
+        "The upstream closed the connection before the answer was complete.", code="upstream_disconnected"
+    )
 
 
 class UpstreamStream:
@@ -88,16 +88,17 @@ class UpstreamStream:
 
     __slots__ = ("_resp", "_wd", "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, wd: _Watchdog, idle: float) -> None:
+    def __init__(self, resp: http1.Response, wd: _Watchdog, idle: float) -> None:
         self._resp = resp
         self._wd = wd
         self.status = resp.status
-        self.headers = {k.lower(): v for k, v in resp.headers.items()}
+        self.headers = resp.headers
         wd.body_phase(idle)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         wd = self._wd
-        read = self._resp.content.readany
+        read = self._resp.read_chunk
+        loop_time = wd._loop.time
         try:
             while True:
                 wd.waiting = True
@@ -110,57 +111,39 @@ class UpstreamStream:
                             task.uncancel()
                         raise wd.timeout_error() from None
                     raise
-                except (aiohttp.ClientError, OSError) as e:
-                    raise _connection_error(e) from None
+                except (OSError, zlib.error) as e:
+                    raise _connection_error(e, connecting=False) from None
                 wd.waiting = False
                 if not data:
                     return
-                wd.last = wd._loop.time()
+                wd.last = loop_time()
                 yield data
         finally:
             wd.waiting = False
 
     async def read_all(self) -> bytes:
         parts = [c async for c in self.chunks()]
-        return b"".join(parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self, *, reuse: bool) -> None:
         """Release the connection to the pool, or close it (which is how the upstream learns a
         request was cancelled)."""
         self._wd.stop()
-        if reuse:
-            self._resp.release()
-        else:
-            self._resp.close()
+        self._resp.release(reuse=reuse)
 
 
 class Transport:
     def __init__(self) -> None:
-        self._sessions: dict[str, aiohttp.ClientSession] = {}
-
-    def _session(self, pool: str, max_connections: int, connect_timeout: float) -> aiohttp.ClientSession:
-        s = self._sessions.get(pool)
-        if s is None:
-            connector = aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=300, keepalive_timeout=60)
-            s = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=None, sock_connect=connect_timeout, sock_read=None
-                ),
-                headers={"user-agent": f"stellargate/{__version__}"},
-                skip_auto_headers=("Content-Type",),
-            )
-            self._sessions[pool] = s
-        return s
+        self._client = http1.Client()
 
     async def open(
         self, req: UpstreamRequest, pool: str, timeouts: Timeouts, max_connections: int
     ) -> UpstreamStream:
         """Send the request and return once the response headers are in."""
-        session = self._session(pool, max_connections, timeouts.connect)
+        p, target = self._client.pool(pool, req.url, max_connections, timeouts.connect)
         wd = _Watchdog(timeouts)
         try:
-            resp = await session.request(req.method, req.url, data=req.body, headers=req.headers)
+            resp = await p.request(req.method.encode(), target, req.headers, req.body)
         except asyncio.CancelledError:
             wd.stop()
             if wd.expired is not None:
@@ -169,9 +152,12 @@ class Transport:
                     task.uncancel()
                 raise wd.timeout_error() from None
             raise
-        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+        except http1.ConnectionClosed as e:
             wd.stop()
-            raise _connection_error(e) from None
+            raise _connection_error(e, connecting=False) from None
+        except OSError as e:  # refused, unreachable, TLS failure, connect timeout
+            wd.stop()
+            raise _connection_error(e, connecting=True) from None
         wd.waiting = False
         return UpstreamStream(resp, wd, timeouts.idle)
 
@@ -189,6 +175,4 @@ class Transport:
         return UpstreamResponse(s.status, s.headers, body)
 
     async def close(self) -> None:
-        for s in self._sessions.values():
-            await s.close()
-        self._sessions.clear()
+        self._client.close()
