@@ -24,8 +24,10 @@ WEATHER: Any = {
         "required": ["city", "unit"],
     },
 }
-TIME: Any = {"name": "get_time", "input_schema": {"type": "object", "properties": {"tz": {"type": "string"}},
-                                                  "required": ["tz"]}}  # fmt: skip
+TIME: Any = {
+    "name": "get_time",
+    "input_schema": {"type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]},
+}
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 
 
@@ -46,8 +48,9 @@ async def sdk(fake: FakeAnthropic) -> AsyncIterator[anthropic.AsyncAnthropic]:
     await c.close()
 
 
-async def raw(fake: FakeAnthropic, body: Any, headers: dict[str, str] | None = None,
-              path: str = "/v1/messages") -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+async def raw(
+    fake: FakeAnthropic, body: Any, headers: dict[str, str] | None = None, path: str = "/v1/messages"
+) -> tuple[int, dict[str, str], bytes]:
     h = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
     h.update(headers or {})
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -83,8 +86,11 @@ async def test_message_shape_and_headers(sdk: anthropic.AsyncAnthropic, fake: Fa
 
 
 async def test_authentication_and_version(fake: FakeAnthropic) -> None:
-    assert await error_of(fake, body(), headers={"x-api-key": ""}) == (401, "authentication_error",
-                                                                       "x-api-key header is required")  # fmt: skip
+    assert await error_of(fake, body(), headers={"x-api-key": ""}) == (
+        401,
+        "authentication_error",
+        "x-api-key header is required",
+    )
     assert (await error_of(fake, body(), headers={"x-api-key": "nope"}))[:2] == (401, "authentication_error")
     # x-api-key wins over a bearer token when both are sent
     status, _, _ = await raw(fake, body(), headers={"authorization": "Bearer nope"})
@@ -98,24 +104,47 @@ async def test_authentication_and_version(fake: FakeAnthropic) -> None:
     [
         ({"model": MODEL, "messages": user("x")}, "max_tokens: Field required"),
         (body(messages=[]), "messages: at least one message is required"),
-        (body(messages=[{"role": "system", "content": "x"}]), "messages.0.role: Input should be 'user' or 'assistant'"),
+        (
+            body(messages=[{"role": "system", "content": "x"}]),
+            "messages.0.role: Input should be 'user' or 'assistant'",
+        ),
         (body(temperature=1.5), "temperature: Input should be less than or equal to 1"),
         (body(messages=user([{"type": "video"}])), "messages.0.content.0.type: Input tag 'video' found"),
         (body(messages=user("")), "messages.0: all messages must have non-empty content"),
-        (body(messages=user([{"type": "tool_result", "tool_use_id": "toolu_x", "content": "r"}])),
-         "messages.0.content.0: unexpected `tool_use_id` found in `tool_result` blocks: toolu_x"),
-        (body(messages=[*user("a"), {"role": "assistant", "content": [
-            {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}]}, *user("b")]),
-         "messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_1"),
-        (body(messages=[*user("a"), {"role": "assistant", "content": "trailing "}]),
-         "messages: final assistant content cannot end with trailing whitespace"),
+        (
+            body(messages=user([{"type": "tool_result", "tool_use_id": "toolu_x", "content": "r"}])),
+            "messages.0.content.0: unexpected `tool_use_id` found in `tool_result` blocks: toolu_x",
+        ),
+        (
+            body(
+                messages=[
+                    *user("a"),
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}],
+                    },
+                    *user("b"),
+                ]
+            ),
+            "messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_1",
+        ),
+        (
+            body(messages=[*user("a"), {"role": "assistant", "content": "trailing "}]),
+            "messages: final assistant content cannot end with trailing whitespace",
+        ),
         (body(tool_choice={"type": "any"}), "tool_choice may only be specified while providing tools."),
         (body(unknown=1), "unknown: Extra inputs are not permitted"),
-        (body(output_config={"format": {"type": "json_schema", "schema": {"type": "object", "properties": {}}}}),
-         "output_config.format.schema: For 'object' type, 'additionalProperties' must be explicitly set"),
+        (
+            body(
+                output_config={
+                    "format": {"type": "json_schema", "schema": {"type": "object", "properties": {}}}
+                }
+            ),
+            "output_config.format.schema: For 'object' type, 'additionalProperties' must be explicitly set",
+        ),
         (body(tools=[{"name": "bad name", "input_schema": {"type": "object"}}]), "tools.0.custom.name"),
     ],
-)  # fmt: skip
+)
 async def test_validation_errors(fake: FakeAnthropic, payload: Any, message: str) -> None:
     status, kind, got = await error_of(fake, payload)
     assert (status, kind) == (400, "invalid_request_error")
@@ -141,23 +170,41 @@ async def test_merged_turns_and_leading_assistant_are_accepted(sdk: anthropic.As
 
 
 async def test_tools(sdk: anthropic.AsyncAnthropic) -> None:
-    m = await sdk.messages.create(model=MODEL, max_tokens=100, messages=user("call get_time then get_weather"),
-                                  tools=[WEATHER, TIME])  # fmt: skip
+    m = await sdk.messages.create(
+        model=MODEL, max_tokens=100, messages=user("call get_time then get_weather"), tools=[WEATHER, TIME]
+    )
     assert m.stop_reason == "tool_use"
     assert [(b.name, b.input) for b in m.content if b.type == "tool_use"] == [
-        ("get_time", {"tz": "sample"}), ("get_weather", {"city": "sample", "unit": "c"})]  # fmt: skip
-    one = await sdk.messages.create(model=MODEL, max_tokens=100, messages=user("call get_time and get_weather"),
-                                    tools=[WEATHER, TIME], tool_choice={"type": "auto",
-                                                                        "disable_parallel_tool_use": True})  # fmt: skip
+        ("get_time", {"tz": "sample"}),
+        ("get_weather", {"city": "sample", "unit": "c"}),
+    ]
+    one = await sdk.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        messages=user("call get_time and get_weather"),
+        tools=[WEATHER, TIME],
+        tool_choice={"type": "auto", "disable_parallel_tool_use": True},
+    )
     assert [b.name for b in one.content if b.type == "tool_use"] == ["get_time"]
-    forced = await sdk.messages.create(model=MODEL, max_tokens=100, messages=user("x"), tools=[WEATHER, TIME],
-                                       tool_choice={"type": "tool", "name": "get_weather"})  # fmt: skip
+    forced = await sdk.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        messages=user("x"),
+        tools=[WEATHER, TIME],
+        tool_choice={"type": "tool", "name": "get_weather"},
+    )
     assert [b.name for b in forced.content if b.type == "tool_use"] == ["get_weather"]
-    anyt = await sdk.messages.create(model=MODEL, max_tokens=100, messages=user("x"), tools=[WEATHER, TIME],
-                                     tool_choice={"type": "any"})  # fmt: skip
+    anyt = await sdk.messages.create(
+        model=MODEL, max_tokens=100, messages=user("x"), tools=[WEATHER, TIME], tool_choice={"type": "any"}
+    )
     assert [b.name for b in anyt.content if b.type == "tool_use"] == ["get_weather"]
-    none = await sdk.messages.create(model=MODEL, max_tokens=100, messages=user("call get_time"), tools=[TIME],
-                                     tool_choice={"type": "none"})  # fmt: skip
+    none = await sdk.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        messages=user("call get_time"),
+        tools=[TIME],
+        tool_choice={"type": "none"},
+    )
     assert none.stop_reason == "end_turn"
 
 
@@ -194,10 +241,18 @@ async def test_images_stops_and_limits(sdk: anthropic.AsyncAnthropic) -> None:
 
 
 async def test_structured_output(sdk: anthropic.AsyncAnthropic) -> None:
-    schema = {"type": "object", "properties": {"n": {"type": "integer"}, "s": {"type": "string"}},
-              "required": ["n", "s"], "additionalProperties": False}  # fmt: skip
-    m = await sdk.messages.create(model=MODEL, max_tokens=100, messages=user("json"),
-                                  output_config={"format": {"type": "json_schema", "schema": schema}})  # fmt: skip
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer"}, "s": {"type": "string"}},
+        "required": ["n", "s"],
+        "additionalProperties": False,
+    }
+    m = await sdk.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        messages=user("json"),
+        output_config={"format": {"type": "json_schema", "schema": schema}},
+    )
     assert json.loads(m.content[0].text) == {"n": 1, "s": "echo: json"}  # type: ignore[union-attr]
 
 
@@ -207,8 +262,16 @@ async def test_stream_event_order(fake: FakeAnthropic) -> None:
     assert headers["content-type"].startswith("text/event-stream")
     events = [e for e in data.decode().split("\n\n") if e]
     names = [e.split("\n")[0].removeprefix("event: ") for e in events]
-    assert names == ["message_start", "content_block_start", "ping", "content_block_delta", "content_block_delta",
-                     "content_block_stop", "message_delta", "message_stop"]  # fmt: skip
+    assert names == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
     for e in events:
         name, data_line = e.split("\n")
         assert json.loads(data_line.removeprefix("data: "))["type"] == name.removeprefix("event: ")
@@ -221,13 +284,16 @@ async def test_stream_event_order(fake: FakeAnthropic) -> None:
 
 
 async def test_streamed_tool_use_with_the_sdk_helper(sdk: anthropic.AsyncAnthropic) -> None:
-    async with sdk.messages.stream(model=MODEL, max_tokens=100, messages=user("call get_weather and get_time"),
-                                   tools=[WEATHER, TIME]) as stream:  # fmt: skip
+    async with sdk.messages.stream(
+        model=MODEL, max_tokens=100, messages=user("call get_weather and get_time"), tools=[WEATHER, TIME]
+    ) as stream:
         kinds = [ev.type async for ev in stream]
         final = await stream.get_final_message()
     assert "input_json" in kinds
     assert [(b.name, b.input) for b in final.content if b.type == "tool_use"] == [
-        ("get_weather", {"city": "sample", "unit": "c"}), ("get_time", {"tz": "sample"})]  # fmt: skip
+        ("get_weather", {"city": "sample", "unit": "c"}),
+        ("get_time", {"tz": "sample"}),
+    ]
 
 
 async def test_prompt_cache(sdk: anthropic.AsyncAnthropic) -> None:
@@ -240,8 +306,13 @@ async def test_prompt_cache(sdk: anthropic.AsyncAnthropic) -> None:
     short: Any = [{"type": "text", "text": "too short", "cache_control": {"type": "ephemeral"}}]
     c = await sdk.messages.create(model=MODEL, max_tokens=10, system=short, messages=user("q"))
     assert (c.usage.cache_creation_input_tokens, c.usage.cache_read_input_tokens) == (0, 0)
-    auto = await sdk.messages.create(model=MODEL, max_tokens=10, system="word " * 60, messages=user("q1"),
-                                     cache_control={"type": "ephemeral"})  # fmt: skip
+    auto = await sdk.messages.create(
+        model=MODEL,
+        max_tokens=10,
+        system="word " * 60,
+        messages=user("q1"),
+        cache_control={"type": "ephemeral"},
+    )
     assert auto.usage.cache_read_input_tokens == 0
     assert auto.usage.cache_creation_input_tokens == 60 + 4 + 1
 

@@ -1,0 +1,87 @@
+"""The Anthropic-compatible endpoints: ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``.
+
+Messages run through the same stage chain as chat completions (auth, usage ledger with endpoint
+scope ``chat``, routing, invoke), so any configured model answers: an Anthropic provider by the
+identity path, any other by translation (refused by name when the request uses what only
+Anthropic serves, such as server tools).
+
+count_tokens answers ``{"input_tokens": N}`` from a local estimate (``estimate_input_tokens``)
+rather than asking the upstream: it is cheap, works for every provider, and needs no upstream call
+that would itself count against rate limits. It is an estimate, not Anthropic's tokenizer.
+"""
+
+from __future__ import annotations
+
+from stellargate.core.request import ChatRequest, ImagePart
+from stellargate.dialects.anthropic import AnthropicDialect
+from stellargate.dialects.anthropic_parse import parse_messages_request, untranslatable
+from stellargate.pipeline.auth import AuthStage, authenticate, check_model, check_scope
+from stellargate.pipeline.context import Context, Next, chain
+from stellargate.pipeline.invoke import Invoker
+from stellargate.pipeline.routing import RoutingStage
+from stellargate.pipeline.usage import UsageStage
+from stellargate.runtime import Runtime
+from stellargate.web import Request, Result, Router, json_reply
+
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_IMAGE = 1600  # Anthropic's cost of an image of about 1.15 megapixels
+
+
+def estimate_input_tokens(req: ChatRequest) -> int:
+    chars = sum(
+        len(m.text()) + sum(len(t.arguments) + len(t.name) for t in m.tool_calls) for m in req.messages
+    )
+    chars += sum(
+        len(t.name) + len(t.description or "") + len(str(t.parameters or {})) for t in req.tools or []
+    )
+    images = sum(isinstance(p, ImagePart) for m in req.messages for p in m.content)
+    return max(
+        1, chars // CHARS_PER_TOKEN + TOKENS_PER_MESSAGE * len(req.messages) + TOKENS_PER_IMAGE * images
+    )
+
+
+async def _parse(ctx: Context, call_next: Next) -> Result:
+    ctx.request = ctx.dialect.parse_request(ctx.http.json(), ctx.http)
+    return await call_next(ctx)
+
+
+async def _translatable(ctx: Context, call_next: Next) -> Result:
+    assert ctx.request is not None and ctx.target is not None
+    if ctx.target.adapter.native_dialect != ctx.request.dialect:
+        err = untranslatable(ctx.request)
+        if err is not None:
+            raise err
+    return await call_next(ctx)
+
+
+class AnthropicRoutes:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.dialect = AnthropicDialect()
+        self.pipeline = chain(
+            [AuthStage(rt.keys), UsageStage(rt.outbox), _parse, RoutingStage(rt.models), _translatable],
+            Invoker(rt.transport),
+        )
+        self._limit = rt.settings.server.max_body_bytes
+
+    def register(self, router: Router) -> None:
+        router.add("POST", "/v1/messages", self.messages, dialect="anthropic")
+        router.add("POST", "/v1/messages/count_tokens", self.count_tokens, dialect="anthropic")
+
+    async def messages(self, req: Request) -> Result:
+        await req.read_body(self._limit)
+        result = await self.pipeline(Context(http=req, endpoint="chat", dialect=self.dialect))
+        result.headers.append((b"request-id", req.request_id.encode()))
+        return result
+
+    async def count_tokens(self, req: Request) -> Result:
+        await req.read_body(self._limit)
+        key = await authenticate(self.rt.keys, self.dialect.api_key(req))
+        check_scope(key, "chat")
+        creq = parse_messages_request(req.json(), req.headers, count_only=True)
+        check_model(key, creq.model)
+        self.rt.models.resolve(creq.model)  # an unknown model is a 404, as it would be for messages
+        reply = json_reply({"input_tokens": estimate_input_tokens(creq)})
+        reply.headers.append((b"request-id", req.request_id.encode()))
+        return reply
