@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -88,21 +89,44 @@ async def start_gateway(
     wait: float = 30.0,
 ) -> GatewayProc:
     tmp.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
+    port = port or 0  # the gateway binds a free port itself and says which in its banner
     data_dir = tmp / "data"
     cfg = {"admin_key": ADMIN_KEY, "data_dir": str(data_dir), **config}
     cfg.setdefault("database", f"sqlite:///{data_dir / 'gw.db'}")
     cfg_path = tmp / "config.yaml"
     write_config(cfg_path, cfg)
     log_path = tmp / "gateway.log"
-    cmd = [sys.executable, "-m", "stellargate.cli", "serve", "--config", str(cfg_path), "--port", str(port),
-           "--workers", str(workers)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "stellargate.cli",
+        "serve",
+        "--config",
+        str(cfg_path),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("STELLARGATE_")}
     full_env.update(env or {})
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
-    gw = GatewayProc(f"http://127.0.0.1:{port}", port, cfg_path, data_dir, log_path, proc)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
+        )
     deadline = time.monotonic() + wait
+    while not port:
+        m = re.search(rb"listening on http://127\.0\.0\.1:(\d+)", log_path.read_bytes())
+        if m:
+            port = int(m.group(1))
+        elif proc.poll() is not None or time.monotonic() > deadline:
+            out = log_path.read_text(errors="replace")
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise RuntimeError(f"gateway did not start:\n{out}")
+        else:
+            await asyncio.sleep(0.05)
+    gw = GatewayProc(f"http://127.0.0.1:{port}", port, cfg_path, data_dir, log_path, proc)
     async with aiohttp.ClientSession() as s:
         while True:
             if proc.poll() is not None:
@@ -111,7 +135,7 @@ async def start_gateway(
                 async with s.get(gw.url + "/healthz", timeout=aiohttp.ClientTimeout(total=1)) as r:
                     if r.status == 200:
                         break
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             if time.monotonic() > deadline:
                 gw.kill()

@@ -12,10 +12,17 @@ from typing import Any
 import orjson
 
 from stellargate.admin.api import AdminAPI
+from stellargate.dialects.anthropic import AnthropicDialect
 from stellargate.dialects.base import Dialect
+from stellargate.dialects.gemini import GeminiDialect
 from stellargate.dialects.openai import OpenAIDialect
+from stellargate.dialects.tasks import TasksDialect
 from stellargate.errors import GatewayError, MethodNotAllowed, NotFound
+from stellargate.routes.anthropic_api import AnthropicRoutes
+from stellargate.routes.gemini_api import GeminiRoutes
 from stellargate.routes.openai_api import OpenAIRoutes
+from stellargate.routes.openai_more import OpenAIMoreRoutes
+from stellargate.routes.tasks_api import TaskRoutes
 from stellargate.runtime import Runtime
 from stellargate.settings import ENV_CONFIG, Settings, load_settings
 from stellargate.web import (
@@ -56,7 +63,9 @@ class Gateway:
         self.settings = settings
         self.rt: Runtime | None = None
         self.router = Router()
-        self.dialects: dict[str, Dialect] = {"openai": OpenAIDialect()}
+        self.dialects: dict[str, Dialect] = {"openai": OpenAIDialect(), "anthropic": AnthropicDialect()}
+        self.dialects["tasks"] = TasksDialect()
+        self.dialects["gemini"] = GeminiDialect()
 
     # -- lifespan ---------------------------------------------------------------------------
 
@@ -66,6 +75,10 @@ class Gateway:
         self.router.add("GET", "/healthz", self.healthz)
         self.router.add("GET", "/readyz", self.readyz)
         OpenAIRoutes(self.rt).register(self.router)
+        OpenAIMoreRoutes(self.rt).register(self.router)
+        TaskRoutes(self.rt).register(self.router)
+        AnthropicRoutes(self.rt).register(self.router)
+        GeminiRoutes(self.rt).register(self.router)
         AdminAPI(self.rt).register(self.router)
 
     async def shutdown(self) -> None:

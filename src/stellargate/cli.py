@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -76,6 +77,21 @@ def _redact(url: str) -> str:
     return url
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind here rather than in uvicorn, so that port 0 works and the banner shows the real port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        print(f"cannot listen on {host}:{port}: {e.strerror}", file=sys.stderr)
+        raise SystemExit(1) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def cmd_serve(a: argparse.Namespace) -> int:
     import logging
 
@@ -87,28 +103,31 @@ def cmd_serve(a: argparse.Namespace) -> int:
     workers = a.workers or s.server.workers
     logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    print(banner(s, host, port, workers), flush=True)
+    sock = _listen(host, port)
+    print(banner(s, host, sock.getsockname()[1], workers), flush=True)
     common: dict[str, Any] = dict(
-        host=host,
-        port=port,
         loop="uvloop",
         http="httptools",
         lifespan="on",
         access_log=False,
         log_level=s.log_level,
         server_header=False,
+        proxy_headers=False,
         timeout_graceful_shutdown=s.server.shutdown_grace,
         backlog=4096,
     )
     if workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
         # Each worker process builds its app from the same config file.
         if s.source != "<defaults>":
             os.environ[ENV_CONFIG] = s.source
-        uvicorn.run("stellargate.app:app_from_env", factory=True, workers=workers, **common)
+        config = uvicorn.Config("stellargate.app:app_from_env", factory=True, workers=workers, **common)
+        Multiprocess(config, sockets=[sock]).run()
     else:
         from stellargate.app import build_app
 
-        uvicorn.run(build_app(s), **common)
+        uvicorn.Server(uvicorn.Config(build_app(s), **common)).run(sockets=[sock])
     return 0
 
 
@@ -278,7 +297,8 @@ def parser() -> argparse.ArgumentParser:
 
     dp = add("db", "database maintenance")
     ds = dp.add_subparsers(dest="db_cmd", required=True)
-    ds.add_parser("upgrade", help="apply pending migrations")
+    up = ds.add_parser("upgrade", help="apply pending migrations")
+    up.add_argument("--config", default=argparse.SUPPRESS)
     dp.set_defaults(fn=cmd_db)
 
     cp = add("check-config", "validate a config file and report every problem")

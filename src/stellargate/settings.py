@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 ENV_CONFIG = "STELLARGATE_CONFIG"
 ENV_DATA_DIR = "STELLARGATE_DATA_DIR"
 ENV_ADMIN_KEY = "STELLARGATE_ADMIN_KEY"
+ENV_TASK_SECRET = "SECRET_TOKEN"  # the task API's shared token, named as that API documents it
 
 
 class _Model(BaseModel):
@@ -56,6 +57,9 @@ class ProviderSettings(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_connections: int = Field(1000, ge=1)
+    # Let the gateway fetch client-given image URLs that resolve to private, loopback or
+    # link-local addresses (for providers that take images only inline). Off: an SSRF guard.
+    allow_private_media: bool = False
 
     @field_validator("base_url")
     @classmethod
@@ -68,12 +72,13 @@ class ProviderSettings(_Model):
 
 
 class PriceSettings(_Model):
-    """USD per million tokens."""
+    """USD per million tokens; ``per_image`` is USD per generated image."""
 
     input: float = Field(0.0, ge=0)
     output: float = Field(0.0, ge=0)
     cached_input: float | None = Field(None, ge=0)
     cache_write: float | None = Field(None, ge=0)
+    per_image: float | None = Field(None, ge=0)
 
 
 class ModelSettings(_Model):
@@ -83,6 +88,9 @@ class ModelSettings(_Model):
     context_window: int | None = Field(None, gt=0)
     max_output_tokens: int | None = Field(None, gt=0)
     price: PriceSettings | None = None
+    # Legacy /v1/completions: `chat` translates them to chat completions (a chat-only model);
+    # `native` forwards them; unset: native when the provider has the endpoint, else chat.
+    completions: Literal["native", "chat"] | None = None
 
     @property
     def upstream_model(self) -> str:
@@ -105,6 +113,8 @@ class Settings(_Model):
     database: str = ""  # empty: SQLite in the data directory
     redis: str | None = None
     admin_key: SecretStr | None = None
+    # Also accepted as X-API-Key by the task API (/llm/...); from SECRET_TOKEN when not set here.
+    task_api_secret_token: SecretStr | None = None
     data_dir: Path = Path(".stellargate")
     auto_migrate: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -361,84 +371,76 @@ def load_settings(
         data["admin_key"] = env[ENV_ADMIN_KEY]
     if data.get("admin_key") == "":
         data["admin_key"] = None
+    if "task_api_secret_token" not in data and env.get(ENV_TASK_SECRET):
+        data["task_api_secret_token"] = env[ENV_TASK_SECRET]
+    if data.get("task_api_secret_token") == "":
+        data["task_api_secret_token"] = None
     data["source"] = file
     data["unset_variables"] = tuple(sorted(unset))
+    problems = check_semantics(data, file, lines)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_problems_from_validation(e, file, lines)) from None
-    problems = check_semantics(settings, lines)
+        schema = _problems_from_validation(e, file, lines)
+        semantic_paths = {p.path for p in problems}
+        raise ConfigError([p for p in schema if p.path not in semantic_paths] + problems) from None
     if problems:
         raise ConfigError(problems)
     return settings
 
 
-def check_semantics(s: Settings, lines: Mapping[str, int] | None = None) -> list[ConfigProblem]:
-    """Cross-field checks that a schema alone cannot express."""
+def check_semantics(
+    data: Mapping[str, Any], file: str, lines: Mapping[str, int] | None = None
+) -> list[ConfigProblem]:
+    """Cross-field checks a schema cannot express. They read the raw data defensively, so they
+    run even when schema validation failed and every problem is reported in one pass."""
     from stellargate.providers.registry import provider_types
 
     lines = lines or {}
-    file = s.source
     problems: list[ConfigProblem] = []
+
+    def add(path: str, message: str, fix: str) -> None:
+        problems.append(ConfigProblem(file, path, message, fix, lines.get(path)))
+
     types = provider_types()
-    for name, p in s.providers.items():
+    providers = data.get("providers")
+    providers = providers if isinstance(providers, dict) else {}
+    for name, p in providers.items():
         path = f"providers.{name}"
-        if "/" in name:
-            problems.append(
-                ConfigProblem(file, path, "a provider name cannot contain '/'", "rename it", lines.get(path))
-            )
-        if p.type not in types:
-            close = difflib.get_close_matches(p.type, types, n=1)
+        if "/" in str(name):
+            add(path, "a provider name cannot contain '/'", "rename it")
+        ptype = p.get("type") if isinstance(p, dict) else None
+        if isinstance(ptype, str) and ptype not in types:
+            close = difflib.get_close_matches(ptype, types, n=1)
             fix = f"did you mean '{close[0]}'?" if close else f"use one of: {', '.join(sorted(types))}"
-            problems.append(
-                ConfigProblem(
-                    file, f"{path}.type", f"unknown provider type '{p.type}'", fix, lines.get(f"{path}.type")
-                )
-            )
+            add(f"{path}.type", f"unknown provider type '{ptype}'", fix)
+    models = data.get("models")
     seen: set[str] = set()
-    for i, m in enumerate(s.models):
+    for i, m in enumerate(models if isinstance(models, list) else []):
+        if not isinstance(m, dict):
+            continue
         path = f"models[{i}]"
-        if m.name in seen:
-            problems.append(
-                ConfigProblem(
-                    file,
-                    f"{path}.name",
-                    f"model '{m.name}' is listed twice",
-                    "keep one entry",
-                    lines.get(f"{path}.name"),
-                )
-            )
-        seen.add(m.name)
-        if m.provider not in s.providers:
-            close = difflib.get_close_matches(m.provider, list(s.providers), n=1)
+        name, provider = m.get("name"), m.get("provider")
+        if isinstance(name, str):
+            if name in seen:
+                add(f"{path}.name", f"model '{name}' is listed twice", "keep one entry")
+            seen.add(name)
+        if isinstance(provider, str) and provider not in providers:
+            close = difflib.get_close_matches(provider, [str(k) for k in providers], n=1)
             fix = (
                 f"did you mean '{close[0]}'?"
                 if close
-                else f"define it under providers: (configured: {', '.join(s.providers) or 'none'})"
+                else f"define it under providers: (configured: {', '.join(map(str, providers)) or 'none'})"
             )
-            problems.append(
-                ConfigProblem(
-                    file,
-                    f"{path}.provider",
-                    f"no provider named '{m.provider}'",
-                    fix,
-                    lines.get(f"{path}.provider"),
-                )
-            )
-    if s.database and not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", s.database):
-        problems.append(
-            ConfigProblem(
-                file,
-                "database",
-                "unsupported database URL",
-                "use sqlite:///path/to/file.db or postgresql://user@host:5432/db",
-                lines.get("database"),
-            )
+            add(f"{path}.provider", f"no provider named '{provider}'", fix)
+    db = data.get("database")
+    if isinstance(db, str) and db and not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", db):
+        add(
+            "database",
+            "unsupported database URL",
+            "use sqlite:///path/to/file.db or postgresql://user@host:5432/db",
         )
-    if s.redis and not re.match(r"^rediss?://", s.redis):
-        problems.append(
-            ConfigProblem(
-                file, "redis", "unsupported Redis URL", "use redis://host:6379/0", lines.get("redis")
-            )
-        )
+    rd = data.get("redis")
+    if isinstance(rd, str) and rd and not re.match(r"^rediss?://", rd):
+        add("redis", "unsupported Redis URL", "use redis://host:6379/0")
     return problems

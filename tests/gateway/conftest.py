@@ -29,24 +29,39 @@ def gateway_config(upstream: FakeOpenAI) -> dict[str, object]:
         "usage": {"flush_interval": 0.05},
         "providers": {
             "fake": {"type": "openai", "base_url": upstream.base_url, "api_key": UPSTREAM_KEY},
-            "impatient": {"type": "openai", "base_url": upstream.base_url, "api_key": UPSTREAM_KEY,
-                          "timeouts": fast},
+            "impatient": {
+                "type": "openai",
+                "base_url": upstream.base_url,
+                "api_key": UPSTREAM_KEY,
+                "timeouts": fast,
+            },
             "down": {"type": "openai", "base_url": closed, "api_key": "sk-x"},
-            "wrongkey": {"type": "openai", "base_url": upstream.base_url, "api_key": "sk-wrong-provider-key-123"},
+            "wrongkey": {
+                "type": "openai",
+                "base_url": upstream.base_url,
+                "api_key": "sk-wrong-provider-key-123",
+            },
         },
         "models": [
-            {"name": "gpt-4o", "provider": "fake", "model": "gpt-4o", "context_window": 128000,
-             "price": {"input": 2.5, "output": 10.0, "cached_input": 1.25}},
+            {
+                "name": "gpt-4o",
+                "provider": "fake",
+                "model": "gpt-4o",
+                "context_window": 128000,
+                "price": {"input": 2.5, "output": 10.0, "cached_input": 1.25},
+            },
             {"name": "mini", "provider": "fake", "model": "gpt-4o-mini", "context_window": 128000},
             {"name": "slow", "provider": "impatient", "model": "gpt-4o"},
             {"name": "down", "provider": "down", "model": "gpt-4o"},
             {"name": "badauth", "provider": "wrongkey", "model": "gpt-4o"},
         ],
-    }  # fmt: skip
+    }
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def gateway(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[GatewayProc]:
+async def gateway(
+    upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[GatewayProc]:
     tmp: Path = tmp_path_factory.mktemp("gateway")
     gw = await start_gateway(tmp, gateway_config(upstream))
     try:

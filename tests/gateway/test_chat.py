@@ -33,9 +33,13 @@ TIME = {
 async def test_plain_chat_matches_the_upstream_answer(
     client: openai.AsyncOpenAI, upstream: FakeOpenAI
 ) -> None:
-    r = await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hello there"}])
+    r = await client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hello there"}]
+    )
     direct = openai.AsyncOpenAI(base_url=upstream.base_url, api_key=UPSTREAM_KEY, max_retries=0)
-    d = await direct.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hello there"}])
+    d = await direct.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hello there"}]
+    )
     await direct.close()
     assert r.choices[0].message.content == "echo: hello there"
     assert r.choices[0].finish_reason == "stop"
@@ -52,7 +56,9 @@ async def test_model_alias_is_rewritten_upstream(client: openai.AsyncOpenAI, ups
 
 
 async def test_provider_slash_model_addressing(client: openai.AsyncOpenAI, upstream: FakeOpenAI) -> None:
-    r = await client.chat.completions.create(model="fake/gpt-4o-mini", messages=[{"role": "user", "content": "y"}])
+    r = await client.chat.completions.create(
+        model="fake/gpt-4o-mini", messages=[{"role": "user", "content": "y"}]
+    )
     assert r.choices[0].message.content == "echo: y"
     assert upstream.requests_to("/v1/chat/completions")[-1].json["model"] == "gpt-4o-mini"
 
@@ -61,40 +67,78 @@ async def test_parameters_pass_through_unchanged(client: openai.AsyncOpenAI, ups
     await client.chat.completions.create(
         model="gpt-4o",
         messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
-        temperature=0.3, top_p=0.9, max_tokens=50, stop=["END"], n=2, seed=7, presence_penalty=0.5,
-        frequency_penalty=0.1, logit_bias={"50256": -100}, user="u-1", logprobs=True, top_logprobs=2,
-    )  # fmt: skip
+        temperature=0.3,
+        top_p=0.9,
+        max_tokens=50,
+        stop=["END"],
+        n=2,
+        seed=7,
+        presence_penalty=0.5,
+        frequency_penalty=0.1,
+        logit_bias={"50256": -100},
+        user="u-1",
+        logprobs=True,
+        top_logprobs=2,
+    )
     sent = upstream.requests_to("/v1/chat/completions")[-1].json
-    for k, v in {"temperature": 0.3, "top_p": 0.9, "max_tokens": 50, "stop": ["END"], "n": 2, "seed": 7,
-                 "presence_penalty": 0.5, "frequency_penalty": 0.1, "logit_bias": {"50256": -100},
-                 "user": "u-1", "logprobs": True, "top_logprobs": 2}.items():  # fmt: skip
+    for k, v in {
+        "temperature": 0.3,
+        "top_p": 0.9,
+        "max_tokens": 50,
+        "stop": ["END"],
+        "n": 2,
+        "seed": 7,
+        "presence_penalty": 0.5,
+        "frequency_penalty": 0.1,
+        "logit_bias": {"50256": -100},
+        "user": "u-1",
+        "logprobs": True,
+        "top_logprobs": 2,
+    }.items():
         assert sent[k] == v, k
     assert sent["messages"][0] == {"role": "system", "content": "be brief"}
 
 
 async def test_n_choices(client: openai.AsyncOpenAI) -> None:
-    r = await client.chat.completions.create(model="gpt-4o", n=3, messages=[{"role": "user", "content": "hey"}])
+    r = await client.chat.completions.create(
+        model="gpt-4o", n=3, messages=[{"role": "user", "content": "hey"}]
+    )
     assert [c.index for c in r.choices] == [0, 1, 2]
 
 
 async def test_image_content_passes_through(client: openai.AsyncOpenAI) -> None:
     r = await client.chat.completions.create(
         model="gpt-4o",
-        messages=[{"role": "user", "content": [
-            {"type": "text", "text": "what is it"},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}},
-        ]}],
-    )  # fmt: skip
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is it"},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"},
+                    },
+                ],
+            }
+        ],
+    )
     assert r.choices[0].message.content == "echo: what is it (saw 1 image)"
 
 
 async def test_json_schema_response_format(client: openai.AsyncOpenAI) -> None:
-    schema = {"type": "object", "properties": {"answer": {"type": "string"}, "n": {"type": "integer"}},
-              "required": ["answer", "n"], "additionalProperties": False}  # fmt: skip
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}, "n": {"type": "integer"}},
+        "required": ["answer", "n"],
+        "additionalProperties": False,
+    }
     r = await client.chat.completions.create(
         model="gpt-4o",
         messages=[{"role": "user", "content": "give json"}],
-        response_format={"type": "json_schema", "json_schema": {"name": "out", "schema": schema, "strict": True}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "out", "schema": schema, "strict": True},
+        },
     )
     obj = json.loads(r.choices[0].message.content or "")
     assert isinstance(obj["answer"], str)
@@ -118,8 +162,11 @@ async def test_tool_calls_and_results_round_trip(client: openai.AsyncOpenAI) -> 
 
 async def test_forced_tool_choice(client: openai.AsyncOpenAI, upstream: FakeOpenAI) -> None:
     r = await client.chat.completions.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "anything"}], tools=[WEATHER, TIME],  # type: ignore[list-item]
-        tool_choice={"type": "function", "function": {"name": "get_time"}}, parallel_tool_calls=False,
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "anything"}],
+        tools=[WEATHER, TIME],  # type: ignore[list-item]
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+        parallel_tool_calls=False,
     )
     assert [t.function.name for t in r.choices[0].message.tool_calls or []] == ["get_time"]  # type: ignore[union-attr]
     sent = upstream.requests_to("/v1/chat/completions")[-1].json
@@ -148,16 +195,24 @@ async def test_stream_with_usage_is_forwarded_byte_for_byte(
 ) -> None:
     import aiohttp
 
-    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "alpha beta"}], "stream": True,
-            "stream_options": {"include_usage": True}}  # fmt: skip
+    body = {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "alpha beta"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     async with aiohttp.ClientSession() as s:
-        async with s.post(gateway.v1 + "/chat/completions", json=body,
-                          headers={"authorization": f"Bearer {api_key}"}) as r:  # fmt: skip
+        async with s.post(
+            gateway.v1 + "/chat/completions", json=body, headers={"authorization": f"Bearer {api_key}"}
+        ) as r:
             assert r.status == 200
             assert r.headers["content-type"].startswith("text/event-stream")
             via_gw = await r.read()
-        async with s.post(upstream.base_url + "/chat/completions", json=body,
-                          headers={"authorization": f"Bearer {UPSTREAM_KEY}"}) as r:  # fmt: skip
+        async with s.post(
+            upstream.base_url + "/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {UPSTREAM_KEY}"},
+        ) as r:
             direct = await r.read()
     events_gw = [e for e in via_gw.split(b"\n\n") if e]
     events_direct = [e for e in direct.split(b"\n\n") if e]
@@ -180,8 +235,10 @@ async def test_stream_with_usage_is_forwarded_byte_for_byte(
 
 async def test_streamed_tool_calls(client: openai.AsyncOpenAI) -> None:
     stream = await client.chat.completions.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "call get_weather and get_time"}],
-        tools=[WEATHER, TIME], stream=True,  # type: ignore[list-item]
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "call get_weather and get_time"}],
+        tools=[WEATHER, TIME],
+        stream=True,  # type: ignore[list-item]
     )
     names: dict[int, str] = {}
     args: dict[int, str] = {}
@@ -208,9 +265,13 @@ async def test_request_id_is_generated_or_kept(gateway: GatewayProc, api_key: st
         async with s.post(gateway.v1 + "/chat/completions", json=body, headers=h) as r:
             rid = r.headers["x-request-id"]
             assert rid.startswith("req_")
-        async with s.post(gateway.v1 + "/chat/completions", json=body, headers={**h, "x-request-id": "my-id-1"}) as r:
+        async with s.post(
+            gateway.v1 + "/chat/completions", json=body, headers={**h, "x-request-id": "my-id-1"}
+        ) as r:
             assert r.headers["x-request-id"] == "my-id-1"
-        async with s.post(gateway.v1 + "/chat/completions", json={}, headers={**h, "x-request-id": "err-id"}) as r:
+        async with s.post(
+            gateway.v1 + "/chat/completions", json={}, headers={**h, "x-request-id": "err-id"}
+        ) as r:
             assert r.headers["x-request-id"] == "err-id"
             assert (await r.json())["request_id"] == "err-id"
 

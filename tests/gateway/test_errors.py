@@ -35,8 +35,14 @@ def _clean_upstream(upstream: FakeOpenAI) -> Any:
     upstream.clear_fault()
 
 
-async def post(s: aiohttp.ClientSession, gw: GatewayProc, key: str | None, body: Any, raw: bytes | None = None,
-               path: str = "/chat/completions") -> tuple[int, dict[str, Any], Any]:  # fmt: skip
+async def post(
+    s: aiohttp.ClientSession,
+    gw: GatewayProc,
+    key: str | None,
+    body: Any,
+    raw: bytes | None = None,
+    path: str = "/chat/completions",
+) -> tuple[int, dict[str, Any], Any]:
     h = {"content-type": "application/json"}
     if key is not None:
         h["authorization"] = f"Bearer {key}"
@@ -186,20 +192,30 @@ async def test_upstream_auth_failure_is_502_and_never_leaks_the_provider_key(
 
 @pytest.mark.parametrize(
     ("fault", "status", "code"),
-    [("status=500", 502, "upstream_error"), ("status=503", 503, "upstream_unavailable"),
-     ("bad_json", 502, "upstream_error")],
-)  # fmt: skip
+    [
+        ("status=500", 502, "upstream_error"),
+        ("status=503", 503, "upstream_unavailable"),
+        ("bad_json", 502, "upstream_error"),
+    ],
+)
 async def test_upstream_failures_map_to_5xx(
-    http: aiohttp.ClientSession, gateway: GatewayProc, api_key: str, upstream: FakeOpenAI,
-    fault: str, status: int, code: str,
-) -> None:  # fmt: skip
+    http: aiohttp.ClientSession,
+    gateway: GatewayProc,
+    api_key: str,
+    upstream: FakeOpenAI,
+    fault: str,
+    status: int,
+    code: str,
+) -> None:
     upstream.set_fault(fault, times=1)
     got, _, body = await post(http, gateway, api_key, {"model": "gpt-4o", "messages": MSG})
     assert got == status
     assert_openai_error(body, code)
 
 
-async def test_connection_refused_is_503(http: aiohttp.ClientSession, gateway: GatewayProc, api_key: str) -> None:
+async def test_connection_refused_is_503(
+    http: aiohttp.ClientSession, gateway: GatewayProc, api_key: str
+) -> None:
     status, _, body = await post(http, gateway, api_key, {"model": "down", "messages": MSG})
     assert status == 503
     assert_openai_error(body, "upstream_connect_failed")
@@ -216,8 +232,9 @@ async def test_slow_first_byte_is_504(
     assert time.monotonic() - t < 2.0
 
 
-@pytest.mark.parametrize(("fault", "code"), [("stall_after=3", "upstream_timeout_idle"),
-                                             ("drop_after=3", "upstream_disconnected")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("fault", "code"), [("stall_after=3", "upstream_timeout_idle"), ("drop_after=3", "upstream_disconnected")]
+)
 async def test_mid_stream_failure_ends_with_an_error_event(
     client: openai.AsyncOpenAI, upstream: FakeOpenAI, fault: str, code: str
 ) -> None:
@@ -240,7 +257,9 @@ async def test_client_disconnect_cancels_the_upstream_within_a_second(
     upstream.set_fault("stall_after=2", times=1)
     body = {"model": "gpt-4o", "messages": MSG, "stream": True}
     async with aiohttp.ClientSession() as s:
-        r = await s.post(gateway.v1 + "/chat/completions", json=body, headers={"authorization": f"Bearer {api_key}"})
+        r = await s.post(
+            gateway.v1 + "/chat/completions", json=body, headers={"authorization": f"Bearer {api_key}"}
+        )
         await r.content.readany()
         closed_at = time.monotonic()
         r.close()  # the client goes away mid-stream
@@ -252,12 +271,21 @@ async def test_strange_bodies_never_produce_a_500(
     http: aiohttp.ClientSession, gateway: GatewayProc, api_key: str
 ) -> None:
     bodies: list[Any] = [
-        [], "x", 1, None, {"model": None}, {"model": ["a"]}, {"model": "gpt-4o", "messages": "hi"},
-        {"model": "gpt-4o", "messages": [1]}, {"model": "gpt-4o", "messages": [{"role": "user", "content": 5}]},
+        [],
+        "x",
+        1,
+        None,
+        {"model": None},
+        {"model": ["a"]},
+        {"model": "gpt-4o", "messages": "hi"},
+        {"model": "gpt-4o", "messages": [1]},
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": 5}]},
         {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
-        {"model": "gpt-4o", "messages": MSG, "tools": "x"}, {"model": "gpt-4o", "messages": MSG, "tools": [1]},
+        {"model": "gpt-4o", "messages": MSG, "tools": "x"},
+        {"model": "gpt-4o", "messages": MSG, "tools": [1]},
         {"model": "gpt-4o", "messages": MSG, "response_format": {"type": "json_schema"}},
-        {"model": "gpt-4o", "messages": MSG, "stream_options": 3}, {"model": "gpt-4o", "messages": MSG, "n": True},
+        {"model": "gpt-4o", "messages": MSG, "stream_options": 3},
+        {"model": "gpt-4o", "messages": MSG, "n": True},
         {"model": "gpt-4o", "messages": [{"role": "assistant", "tool_calls": [{"id": 1}]}]},
         {"model": "x" * 10000, "messages": MSG},
     ]
@@ -272,7 +300,9 @@ async def test_strange_bodies_never_produce_a_500(
     assert "Traceback" not in gateway.log()
 
 
-async def test_upstream_key_is_sent_and_client_key_is_not(upstream: FakeOpenAI, client: openai.AsyncOpenAI) -> None:
+async def test_upstream_key_is_sent_and_client_key_is_not(
+    upstream: FakeOpenAI, client: openai.AsyncOpenAI
+) -> None:
     await client.chat.completions.create(model="gpt-4o", messages=MSG)  # type: ignore[arg-type]
     h = upstream.requests_to("/v1/chat/completions")[-1].headers
     assert h["authorization"] == f"Bearer {UPSTREAM_KEY}"

@@ -11,12 +11,9 @@ Reusable by other suites (import or copy the fixtures):
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import asyncpg
 import pytest
 import pytest_asyncio
 from sqlalchemy import delete
@@ -27,54 +24,7 @@ from stellargate.storage.tables import api_keys, usage_records
 
 from .tcp_proxy import TcpProxy
 
-DEFAULT_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-
 BACKENDS = ["sqlite", "postgresql"]
-
-
-def _with_database(url: str, name: str) -> str:
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
-@pytest_asyncio.fixture(scope="session")
-async def pg_admin_url() -> str:
-    url = os.environ.get("STELLARGATE_TEST_PG", DEFAULT_PG_ADMIN)
-    try:
-        conn = await asyncpg.connect(url, timeout=5)
-    except (OSError, asyncpg.PostgresError) as e:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL not reachable at {url}: {e}")
-    await conn.close()
-    return url
-
-
-@pytest_asyncio.fixture(scope="session")
-async def make_pg_database(pg_admin_url: str) -> AsyncIterator[Callable[[], Awaitable[str]]]:
-    created: list[str] = []
-
-    async def make() -> str:
-        name = f"sg_test_{uuid.uuid4().hex[:12]}"
-        conn = await asyncpg.connect(pg_admin_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        created.append(name)
-        return _with_database(pg_admin_url, name)
-
-    yield make
-    conn = await asyncpg.connect(pg_admin_url)
-    try:
-        for name in created:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-@pytest_asyncio.fixture(scope="session")
-async def pg_url(make_pg_database: Callable[[], Awaitable[str]]) -> str:
-    return await make_pg_database()
 
 
 @pytest_asyncio.fixture(scope="session")

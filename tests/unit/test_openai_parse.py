@@ -14,21 +14,40 @@ def test_full_request_parses() -> None:
         base(
             messages=[
                 {"role": "system", "content": "be brief"},
-                {"role": "user", "content": [
-                    {"type": "text", "text": "what is this"},
-                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}},
-                ]},
-                {"role": "assistant", "content": None, "tool_calls": [
-                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what is this"},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"},
+                        },
+                    ],
+                },
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                    ],
+                },
                 {"role": "tool", "tool_call_id": "c1", "content": "42"},
             ],
             tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
             tool_choice={"type": "function", "function": {"name": "f"}},
-            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
-            stream=True, stream_options={"include_usage": True}, temperature=0.5, stop="END",
-            max_completion_tokens=10, seed=1, custom_param=3,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": {"type": "object"}},
+            },
+            stream=True,
+            stream_options={"include_usage": True},
+            temperature=0.5,
+            stop="END",
+            max_completion_tokens=10,
+            seed=1,
+            custom_param=3,
         )
-    )  # fmt: skip
+    )
     assert r.stream
     assert r.include_usage
     assert r.stop == ["END"]

@@ -116,5 +116,7 @@ def test_environment_values_cannot_change_structure(tmp_path: Path) -> None:
 
 
 def test_unset_variables_are_listed(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, "providers:\n  openai: {type: openai, api_key: ${OPENAI_API_KEY}}\n"), {})
+    s = load_settings(
+        write(tmp_path, "providers:\n  openai: {type: openai, api_key: ${OPENAI_API_KEY}}\n"), {}
+    )
     assert any("OPENAI_API_KEY" in v for v in s.unset_variables)

@@ -6,9 +6,9 @@ import hmac
 from datetime import UTC, datetime
 from typing import Any
 
+from stellargate.dialects.openai import bearer
 from stellargate.errors import AuthenticationError, InvalidRequest, PermissionDenied
 from stellargate.keyservice import public_view
-from stellargate.pipeline.auth import bearer
 from stellargate.runtime import Runtime
 from stellargate.web import Request, Result, Router, json_reply
 

@@ -108,3 +108,6 @@ class ChatRequest:
     # can forward it without a lossy round trip (the identity path).
     dialect: str = "openai"
     raw: dict[str, Any] | None = None
+    # Request headers of the client's dialect that the identity path forwards with the body
+    # (e.g. anthropic-version, anthropic-beta: the body was written for them). Never credentials.
+    headers: dict[str, str] = field(default_factory=dict)

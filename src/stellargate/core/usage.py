@@ -13,6 +13,7 @@ class Usage:
     cached_tokens: int = 0  # prompt tokens read from the provider's cache
     cache_creation_tokens: int = 0  # prompt tokens written to the provider's cache (Anthropic)
     reasoning_tokens: int = 0  # completion tokens spent thinking
+    images: int = 0  # pictures generated (image endpoints), priced per image
 
     @property
     def total_tokens(self) -> int:
@@ -21,12 +22,13 @@ class Usage:
 
 @dataclass(slots=True)
 class Price:
-    """USD per million tokens."""
+    """USD per million tokens; ``per_image`` is USD per generated picture."""
 
     input: float = 0.0
     output: float = 0.0
     cached_input: float | None = None
     cache_write: float | None = None
+    per_image: float | None = None
 
     def cost(self, u: Usage) -> float:
         cached_rate = self.input if self.cached_input is None else self.cached_input
@@ -37,7 +39,7 @@ class Price:
             + u.cached_tokens * cached_rate
             + u.cache_creation_tokens * write_rate
             + u.completion_tokens * self.output
-        ) / 1_000_000
+        ) / 1_000_000 + u.images * (self.per_image or 0.0)
 
 
 @dataclass(slots=True)

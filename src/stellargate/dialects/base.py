@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from stellargate.core.request import ChatRequest
 from stellargate.core.response import ChatResponse
 from stellargate.core.stream import StreamEvent
 from stellargate.errors import GatewayError
 
+if TYPE_CHECKING:
+    from stellargate.web import Request
+
 
 class Dialect(Protocol):
     name: ClassVar[str]
 
-    def parse_request(self, body: Any) -> ChatRequest: ...
+    def api_key(self, req: Request) -> str | None: ...
+    def parse_request(self, body: Any, req: Request) -> ChatRequest: ...
     def render_response(self, resp: ChatResponse, req: ChatRequest) -> bytes: ...
     def new_render_state(self, req: ChatRequest) -> Any: ...
     def render_stream_event(self, ev: StreamEvent, state: Any) -> bytes: ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -24,7 +24,18 @@ from stellargate.dialects.openai_parse import parse_chat_request
 from stellargate.dialects.sse import encode
 from stellargate.errors import GatewayError
 
+if TYPE_CHECKING:
+    from stellargate.web import Request
+
 DONE = b"data: [DONE]\n\n"
+
+
+def bearer(headers: dict[str, str]) -> str | None:
+    h = headers.get("authorization")
+    if h is None:
+        return None
+    scheme, _, token = h.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
 
 
 def usage_json(u: Usage) -> dict[str, Any]:
@@ -75,7 +86,10 @@ class RenderState:
 class OpenAIDialect:
     name: ClassVar[str] = "openai"
 
-    def parse_request(self, body: Any) -> ChatRequest:
+    def api_key(self, req: Request) -> str | None:
+        return bearer(req.headers)
+
+    def parse_request(self, body: Any, req: Request) -> ChatRequest:
         return parse_chat_request(body)
 
     def render_response(self, resp: ChatResponse, req: ChatRequest) -> bytes:

@@ -14,14 +14,6 @@ from stellargate.storage.records import KeyRecord
 from stellargate.web import Result
 
 
-def bearer(headers: dict[str, str]) -> str | None:
-    h = headers.get("authorization")
-    if h is None:
-        return None
-    scheme, _, token = h.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else None
-
-
 @lru_cache(maxsize=4096)
 def model_allowed(patterns: tuple[str, ...], model: str) -> bool:
     return any(fnmatchcase(model, p) for p in patterns)
@@ -66,6 +58,6 @@ class AuthStage:
         self._cache = cache
 
     async def __call__(self, ctx: Context, call_next: Next) -> Result:
-        ctx.key = await authenticate(self._cache, bearer(ctx.http.headers))
+        ctx.key = await authenticate(self._cache, ctx.dialect.api_key(ctx.http))
         check_scope(ctx.key, ctx.endpoint)
         return await call_next(ctx)

@@ -21,6 +21,10 @@ class Context:
     dialect: Dialect
     key: KeyRecord | None = None
     request: ChatRequest | None = None
+    # Non-chat endpoints (embeddings, images) carry their canonical request here and the model id
+    # in ``model``, which stages read when there is no ChatRequest.
+    payload: Any = None
+    model: str = ""
     target: Target | None = None
     usage: Usage | None = None
     usage_estimated: bool = False

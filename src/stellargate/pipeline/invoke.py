@@ -8,11 +8,12 @@ upstream failure ends it with an error event in the client's dialect, never a si
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from stellargate.core.stream import Finish, StreamFailed, UsageReport
 from stellargate.dialects.sse import SSEDecoder
 from stellargate.errors import GatewayError, UpstreamError
+from stellargate.media import inline_image_urls
 from stellargate.pipeline.context import Context
 from stellargate.providers.base import (
     PassthroughState,
@@ -24,19 +25,37 @@ from stellargate.providers.base import (
 from stellargate.transport import Transport, UpstreamStream
 from stellargate.web import Reply, Result, StreamReply
 
+# Decides the identity path: the forwarded request and its stream state, or None to translate.
+IdentityPath = Callable[[Context], tuple[UpstreamRequest, PassthroughState] | None]
+
+
+def chat_identity(ctx: Context) -> tuple[UpstreamRequest, PassthroughState] | None:
+    req, target = ctx.request, ctx.target
+    assert req is not None and target is not None
+    if req.dialect == target.adapter.native_dialect:
+        return target.adapter.passthrough_request(req, target)
+    return None
+
 
 class Invoker:
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, identity: IdentityPath = chat_identity) -> None:
+        # `identity` lets an endpoint that is chat underneath (legacy completions) forward its own
+        # native body to its own upstream path while sharing everything else here.
         self._transport = transport
+        self._identity = identity
 
     async def __call__(self, ctx: Context) -> Result:
         req, target = ctx.request, ctx.target
         assert req is not None and target is not None
         adapter = target.adapter
-        identity = req.dialect == adapter.native_dialect
-        if identity:
-            up_req, pstate = adapter.passthrough_request(req, target)
+        forward = self._identity(ctx)
+        identity = forward is not None
+        if forward is not None:
+            up_req, pstate = forward
         else:
+            if not adapter.capabilities.image_urls:
+                # Adapters do no I/O: fetch image URLs here for a provider that takes only inline data.
+                req = await inline_image_urls(req, allow_private=target.settings.allow_private_media)
             up_req, pstate = adapter.translate_request(req, target), None
         ctx.streamed = req.stream
         ctx.attempts += 1

@@ -112,6 +112,6 @@ class KeyCache:
                 log.warning("key change poll failed: %s", type(e).__name__)
                 continue
             if last != self._last_change:
-                if self._last_change:
-                    self.invalidate_all()
+                # Also on the first reading: whatever this process cached before it may be stale.
+                self.invalidate_all()
                 self._last_change = last

@@ -37,7 +37,7 @@ class Router:
         price = None
         if ms is not None and ms.price is not None:
             pr = ms.price
-            price = Price(pr.input, pr.output, pr.cached_input, pr.cache_write)
+            price = Price(pr.input, pr.output, pr.cached_input, pr.cache_write, pr.per_image)
         t = Target(
             provider=provider,
             settings=p,
@@ -58,8 +58,8 @@ class RoutingStage:
         self._router = router
 
     async def __call__(self, ctx: Context, call_next: Next) -> Result:
-        assert ctx.request is not None and ctx.key is not None
-        model = ctx.request.model
+        assert ctx.key is not None
+        model = ctx.request.model if ctx.request is not None else ctx.model
         check_model(ctx.key, model)
         ctx.target = self._router.resolve(model)
         return await call_next(ctx)

@@ -61,29 +61,32 @@ class UsageStage:
             estimated = True
         u = u or Usage()
         cost = t.price.cost(u) if t is not None and t.price is not None else 0.0
-        self._outbox.add(
-            UsageRecord(
-                request_id=ctx.request_id,
-                created_at=ctx.http.arrival,
-                key_id=ctx.key.id if ctx.key else None,
-                endpoint=ctx.endpoint,
-                dialect=ctx.dialect.name,
-                model=req.model if req else "",
-                provider=t.provider if t else None,
-                upstream_model=t.upstream_model if t else None,
-                status=ctx.status,
-                streamed=ctx.streamed,
-                prompt_tokens=u.prompt_tokens,
-                completion_tokens=u.completion_tokens,
-                cached_tokens=u.cached_tokens,
-                cache_creation_tokens=u.cache_creation_tokens,
-                reasoning_tokens=u.reasoning_tokens,
-                cost_usd=cost,
-                latency_ms=(time.perf_counter() - ctx.http.t0) * 1000,
-                ttft_ms=ctx.ttft_ms,
-                error_code=ctx.error_code,
-                usage_estimated=estimated,
-                attempts=ctx.attempts,
-                meta=ctx.meta,
-            )
+        rec = UsageRecord(
+            request_id=ctx.request_id,
+            created_at=ctx.http.arrival,
+            key_id=ctx.key.id if ctx.key else None,
+            endpoint=ctx.endpoint,
+            dialect=ctx.dialect.name,
+            model=req.model if req else ctx.model,
+            provider=t.provider if t else None,
+            upstream_model=t.upstream_model if t else None,
+            status=ctx.status,
+            streamed=ctx.streamed,
+            prompt_tokens=u.prompt_tokens,
+            completion_tokens=u.completion_tokens,
+            cached_tokens=u.cached_tokens,
+            cache_creation_tokens=u.cache_creation_tokens,
+            reasoning_tokens=u.reasoning_tokens,
+            cost_usd=cost,
+            latency_ms=(time.perf_counter() - ctx.http.t0) * 1000,
+            ttft_ms=ctx.ttft_ms,
+            error_code=ctx.error_code,
+            usage_estimated=estimated,
+            attempts=ctx.attempts,
+            meta=ctx.meta,
         )
+        try:
+            self._outbox.add(rec)
+        except RuntimeError:
+            # Only after shutdown closed the outbox (a stream outliving the grace period).
+            log.error("usage record after shutdown, not stored: %s", rec.to_dict())

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+from stellargate.core.embeddings import EmbeddingsRequest, EmbeddingsResponse
+from stellargate.core.images import ImagesRequest, ImagesResponse
 from stellargate.core.request import ChatRequest
 from stellargate.core.response import ChatResponse
 from stellargate.core.stream import StreamEvent
@@ -26,6 +28,11 @@ class Capabilities:
     json_schema: bool = True
     usage_in_stream: bool = True
     embeddings: bool = False
+    # The upstream fetches http(s) image URLs itself. When False, the gateway fetches them first
+    # (stellargate.media, SSRF-guarded) and hands the adapter inline data only.
+    image_urls: bool = True
+    completions: bool = False  # OpenAI's legacy /completions, served natively
+    images: bool = False  # image generation
 
 
 @dataclass(slots=True)
@@ -95,3 +102,53 @@ class ProviderAdapter(Protocol):
     ) -> tuple[UpstreamRequest, PassthroughState]: ...
     def passthrough_usage(self, body: bytes) -> Usage | None: ...
     def passthrough_stream_event(self, ev: SSEEvent, state: PassthroughState) -> bytes | None: ...
+
+
+# Optional parts of an adapter, one protocol per non-chat endpoint. An adapter takes part by
+# declaring the capability and implementing the methods; the helpers below are how the rest of the
+# gateway asks, so that a provider without them answers a clear 400 instead of an AttributeError.
+
+
+@runtime_checkable
+class CompletionsSupport(Protocol):
+    def serves_completions(self, target: Target) -> bool:
+        """Whether this target's server has the legacy endpoint (some OpenAI-compatible ones lack it)."""
+        ...
+
+    def completions_passthrough(
+        self, req: ChatRequest, target: Target
+    ) -> tuple[UpstreamRequest, PassthroughState]:
+        """The client's legacy /completions body (``req.raw``), forwarded; answered on the identity
+        path (``passthrough_usage`` / ``passthrough_stream_event``)."""
+        ...
+
+
+@runtime_checkable
+class EmbeddingsSupport(Protocol):
+    def embeddings_request(self, req: EmbeddingsRequest, target: Target) -> UpstreamRequest: ...
+    def embeddings_response(
+        self, resp: UpstreamResponse, req: EmbeddingsRequest, target: Target
+    ) -> EmbeddingsResponse: ...
+
+
+@runtime_checkable
+class ImagesSupport(Protocol):
+    def images_request(self, req: ImagesRequest, target: Target) -> UpstreamRequest: ...
+    def images_response(
+        self, resp: UpstreamResponse, req: ImagesRequest, target: Target
+    ) -> ImagesResponse: ...
+
+
+def completions_support(adapter: ProviderAdapter) -> CompletionsSupport | None:
+    a: object = adapter
+    return a if adapter.capabilities.completions and isinstance(a, CompletionsSupport) else None
+
+
+def embeddings_support(adapter: ProviderAdapter) -> EmbeddingsSupport | None:
+    a: object = adapter
+    return a if adapter.capabilities.embeddings and isinstance(a, EmbeddingsSupport) else None
+
+
+def images_support(adapter: ProviderAdapter) -> ImagesSupport | None:
+    a: object = adapter
+    return a if adapter.capabilities.images and isinstance(a, ImagesSupport) else None

@@ -45,6 +45,7 @@ from stellargate.providers.base import (
     UpstreamRequest,
     UpstreamResponse,
 )
+from stellargate.providers.openai_compat_extra import OpenAIExtras
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +173,9 @@ class StreamState:
     tools_seen: set[tuple[int, int]] = field(default_factory=set)
 
 
-class OpenAICompatAdapter:
+class OpenAICompatAdapter(OpenAIExtras):
     name: ClassVar[str] = "openai"
-    capabilities: ClassVar[Capabilities] = Capabilities(embeddings=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(embeddings=True, completions=True, images=True)
     native_dialect: ClassVar[str | None] = "openai"
 
     # -- requests ---------------------------------------------------------------------------
@@ -221,7 +222,9 @@ class OpenAICompatAdapter:
         try:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError:
-            raise UpstreamError("The upstream returned a body that is not JSON.", upstream_body=body) from None
+            raise UpstreamError(
+                "The upstream returned a body that is not JSON.", upstream_body=body
+            ) from None
         if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list):
             raise UpstreamError("The upstream returned a response without choices.", upstream_body=body)
         return usage_from_json(obj.get("usage"))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from stellargate.dialects.openai import OpenAIDialect
+from stellargate.dialects.openai import OpenAIDialect, bearer
 from stellargate.errors import NotFound
-from stellargate.pipeline.auth import AuthStage, authenticate, bearer, check_scope, model_allowed
+from stellargate.pipeline.auth import AuthStage, authenticate, check_scope, model_allowed
 from stellargate.pipeline.context import Context, Next, chain
 from stellargate.pipeline.invoke import Invoker
 from stellargate.pipeline.routing import RoutingStage
@@ -16,7 +16,7 @@ from stellargate.web import Request, Result, Router, json_reply
 
 
 async def _parse(ctx: Context, call_next: Next) -> Result:
-    ctx.request = ctx.dialect.parse_request(ctx.http.json())
+    ctx.request = ctx.dialect.parse_request(ctx.http.json(), ctx.http)
     return await call_next(ctx)
 
 
