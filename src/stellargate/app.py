@@ -74,11 +74,12 @@ class Gateway:
         self.router = Router()
         self.router.add("GET", "/healthz", self.healthz)
         self.router.add("GET", "/readyz", self.readyz)
-        OpenAIRoutes(self.rt).register(self.router)
-        OpenAIMoreRoutes(self.rt).register(self.router)
-        TaskRoutes(self.rt).register(self.router)
-        AnthropicRoutes(self.rt).register(self.router)
-        GeminiRoutes(self.rt).register(self.router)
+        openai, anthropic, gemini = OpenAIRoutes(self.rt), AnthropicRoutes(self.rt), GeminiRoutes(self.rt)
+        # GET /v1/models is shared by three SDKs; each dialect answers the requests it claims.
+        openai.add_models_view(anthropic)
+        openai.add_models_view(gemini)
+        for routes in (openai, OpenAIMoreRoutes(self.rt), TaskRoutes(self.rt), anthropic, gemini):
+            routes.register(self.router)
         AdminAPI(self.rt).register(self.router)
 
     async def shutdown(self) -> None:

@@ -223,3 +223,41 @@ async def test_error_shapes(world: World, dialect: str) -> None:
             expected = 422  # a wrong type is a schema error in the OpenAI dialect
         assert status == expected, (dialect, expected, body)
         assert_shape(dialect, body, status)
+
+
+# -- the models list, in the shape of whichever SDK asks ----------------------------------------
+
+
+async def test_models_list_in_each_dialects_shape(
+    world: World, claude: anthropic.AsyncAnthropic, gemini: genai.Client
+) -> None:
+    ids = sorted(c.model for c in CASES.values())
+    page = await claude.models.list()
+    assert sorted(m.id for m in page.data) == ids
+    assert page.data[0].type == "model"
+    one = await claude.models.retrieve(CASES["anthropic"].model)
+    assert one.id == CASES["anthropic"].model
+    with pytest.raises(anthropic.NotFoundError):
+        await claude.models.retrieve("no-such-model")
+
+    gem_v1 = genai.Client(api_key=world.key, http_options=gtypes.HttpOptions(base_url=world.gateway.url))
+    for client in (gemini, gem_v1):  # v1beta and the SDK's default API version
+        names = sorted([m.name or "" async for m in await client.aio.models.list()])
+        assert names == [f"models/{i}" for i in ids]
+        got = await client.aio.models.get(model=CASES["gemini"].model)
+        assert got.name == f"models/{CASES['gemini'].model}"
+
+    async with aiohttp.ClientSession() as s:
+        async with s.get(world.gateway.v1 + "/models", headers={"authorization": f"Bearer {world.key}"}) as r:
+            body = await r.json()
+            assert body["object"] == "list"
+        async with s.get(
+            world.gateway.v1 + "/models", headers={"anthropic-version": "2023-06-01", "x-api-key": "sg-wrong"}
+        ) as r:
+            body = await r.json()
+            assert r.status == 401
+            assert body["type"] == "error"
+        async with s.get(world.gateway.v1 + "/models", headers={"x-goog-api-key": "sg-wrong"}) as r:
+            body = await r.json()
+            assert r.status == 401
+            assert body["error"]["status"] == "UNAUTHENTICATED"

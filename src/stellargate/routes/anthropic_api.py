@@ -12,10 +12,14 @@ that would itself count against rate limits. It is an estimate, not Anthropic's 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from stellargate.core.request import ChatRequest, ImagePart
 from stellargate.dialects.anthropic import AnthropicDialect
 from stellargate.dialects.anthropic_parse import parse_messages_request, untranslatable
-from stellargate.pipeline.auth import AuthStage, authenticate, check_model, check_scope
+from stellargate.errors import NotFound
+from stellargate.pipeline.auth import AuthStage, authenticate, check_model, check_scope, model_allowed
 from stellargate.pipeline.context import Context, Next, chain
 from stellargate.pipeline.invoke import Invoker
 from stellargate.pipeline.routing import RoutingStage
@@ -85,3 +89,43 @@ class AnthropicRoutes:
         reply = json_reply({"input_tokens": estimate_input_tokens(creq)})
         reply.headers.append((b"request-id", req.request_id.encode()))
         return reply
+
+    # -- GET /v1/models in Anthropic's shape (chosen by the anthropic-version header) -------
+
+    @staticmethod
+    def claims(req: Request) -> bool:
+        return "anthropic-version" in req.headers
+
+    def _model_json(self, name: str) -> dict[str, Any]:
+        m = self.rt.models.models[name]
+        created = datetime.fromtimestamp(self.rt.started_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "type": "model",
+            "id": m.name,
+            "display_name": m.name,
+            "created_at": created,
+            "max_input_tokens": m.context_window,
+            "max_tokens": m.max_output_tokens,
+        }
+
+    async def list_models(self, req: Request) -> Result:
+        key = await authenticate(self.rt.keys, self.dialect.api_key(req))
+        check_scope(key, "models")
+        names = [n for n in self.rt.models.models if not key.models or model_allowed(tuple(key.models), n)]
+        data = [self._model_json(n) for n in names]
+        return json_reply(
+            {
+                "data": data,
+                "has_more": False,
+                "first_id": names[0] if names else None,
+                "last_id": names[-1] if names else None,
+            }
+        )
+
+    async def get_model(self, req: Request) -> Result:
+        key = await authenticate(self.rt.keys, self.dialect.api_key(req))
+        check_scope(key, "models")
+        name = req.params["model_id"]
+        if name not in self.rt.models.models or (key.models and not model_allowed(tuple(key.models), name)):
+            raise NotFound(f"model: {name}", code="model_not_found", param="model")
+        return json_reply(self._model_json(name))

@@ -100,6 +100,11 @@ class GeminiRoutes:
             "supportedGenerationMethods": ["generateContent", "streamGenerateContent"],
         }
 
+    @staticmethod
+    def claims(req: Request) -> bool:
+        """A models request from a Gemini client (google-genai defaults to API version v1)."""
+        return "x-goog-api-key" in req.headers or b"key=" in req.query_string
+
     async def list_models(self, req: Request) -> Result:
         key = await authenticate(self.rt.keys, self.dialect.api_key(req))
         check_scope(key, "models")
@@ -109,7 +114,7 @@ class GeminiRoutes:
     async def get_model(self, req: Request) -> Result:
         key = await authenticate(self.rt.keys, self.dialect.api_key(req))
         check_scope(key, "models")
-        name = model_name(_segments(req.params))
+        name = model_name(req.params.get("model_id") or _segments(req.params))
         if name not in self.rt.models.models or (key.models and not model_allowed(tuple(key.models), name)):
             raise NotFound(f"models/{name} is not found.", code="model_not_found", param="model")
         return json_reply(self._model_json(name))

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
+from stellargate.dialects.base import Dialect
 from stellargate.dialects.openai import OpenAIDialect, bearer
-from stellargate.errors import NotFound
+from stellargate.errors import GatewayError, NotFound
 from stellargate.pipeline.auth import AuthStage, authenticate, check_scope, model_allowed
 from stellargate.pipeline.context import Context, Next, chain
 from stellargate.pipeline.invoke import Invoker
 from stellargate.pipeline.routing import RoutingStage
 from stellargate.pipeline.usage import UsageStage
 from stellargate.runtime import Runtime
-from stellargate.web import Request, Result, Router, json_reply
+from stellargate.web import Reply, Request, Result, Router, json_reply
 
 
 async def _parse(ctx: Context, call_next: Next) -> Result:
     ctx.request = ctx.dialect.parse_request(ctx.http.json(), ctx.http)
     return await call_next(ctx)
+
+
+class ModelsView(Protocol):
+    @property
+    def dialect(self) -> Dialect: ...
+
+    def claims(self, req: Request) -> bool: ...
+    async def list_models(self, req: Request) -> Result: ...
+    async def get_model(self, req: Request) -> Result: ...
 
 
 class OpenAIRoutes:
@@ -31,6 +41,23 @@ class OpenAIRoutes:
             Invoker(rt.transport),
         )
         self._limit = rt.settings.server.max_body_bytes
+        self._views: list[ModelsView] = []
+
+    def add_models_view(self, view: ModelsView) -> None:
+        """Another dialect's models list, for requests it claims on the shared /v1/models path."""
+        self._views.append(view)
+
+    async def _other_view(self, req: Request, get: bool) -> Result | None:
+        for v in self._views:
+            if v.claims(req):
+                try:
+                    return await (v.get_model(req) if get else v.list_models(req))
+                except GatewayError as e:
+                    status, headers, body = v.dialect.render_error(e, req.request_id)
+                    return Reply(
+                        status, body, headers=[(k.encode(), val.encode()) for k, val in headers.items()]
+                    )
+        return None
 
     def register(self, router: Router) -> None:
         router.add("POST", "/v1/chat/completions", self.chat)
@@ -52,12 +79,18 @@ class OpenAIRoutes:
         }
 
     async def list_models(self, req: Request) -> Result:
+        other = await self._other_view(req, get=False)
+        if other is not None:
+            return other
         key = await authenticate(self.rt.keys, bearer(req.headers))
         check_scope(key, "models")
         names = [n for n in self.rt.models.models if not key.models or model_allowed(tuple(key.models), n)]
         return json_reply({"object": "list", "data": [self._model_json(n) for n in names]})
 
     async def get_model(self, req: Request) -> Result:
+        other = await self._other_view(req, get=True)
+        if other is not None:
+            return other
         key = await authenticate(self.rt.keys, bearer(req.headers))
         check_scope(key, "models")
         name = req.params["model_id"]
