@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Produces the README's benchmark table: direct (no gateway), nginx (one proxy hop) and
-# StellarGate, measured in one sitting with ../shared/bench (see its README for the method).
+# Produces the README's benchmark table: direct (no gateway), nginx (one proxy hop),
+# StellarGate on the identity path, and StellarGate translating to an Anthropic upstream,
+# measured in one sitting with ../shared/bench (see its README for the method).
 #
 #   bench/run.sh [--runs N] [extra measure.py args]
 #
@@ -27,5 +28,13 @@ cd "$HARNESS"
   --cmd "exec nginx -p /tmp/nginx-bench/ -c $HARNESS/targets/nginx.conf" "$@"
 "$PY" measure.py --name stellargate --url http://127.0.0.1:18100/v1 --key "$KEY" --out "$OUT" \
   --cmd "exec $ROOT/.venv/bin/stellargate serve --config $CFG" "$@"
+# Translated: the same OpenAI clients, an Anthropic upstream (our fake, pinned like the harness's).
+taskset -c 1 env UPSTREAM_CHUNK_DELAY_MS=1 "$PY" "$ROOT/bench/anthropic_upstream.py" > "$OUT/anthropic-upstream.log" 2>&1 &
+UP=$!
+trap 'kill $UP 2>/dev/null || true' EXIT
+for _ in $(seq 50); do curl -sf http://127.0.0.1:19090/health >/dev/null && break; sleep 0.1; done
+"$PY" measure.py --name stellargate-to-anthropic --url http://127.0.0.1:18100/v1 --key "$KEY" --out "$OUT" \
+  --no-upstream --cmd "exec $ROOT/.venv/bin/stellargate serve --config $ROOT/bench/gateway-anthropic.yaml" "$@"
+kill $UP
 cd "$OUT" && "$PY" "$HARNESS/table.py" | tee "$OUT/table.md"
 rm -rf "$BENCH_DATA_DIR"
