@@ -18,7 +18,8 @@ MAX_PAGE = 200
 
 # id and created_at identify a key for good; updated_at is the store's to set.
 UPDATABLE_FIELDS = frozenset(
-    {"name", "key_hash", "prefix", "expires_at", "enabled", "revoked_at", "models", "scopes", "metadata"}
+    {"name", "key_hash", "prefix", "expires_at", "enabled", "revoked_at", "models", "scopes", "metadata", "plan",
+     "limits"}
 )
 
 # Enough to stay above a stored updated_at without leaving float precision (~2.4e-7 at 1.7e9).
@@ -129,6 +130,8 @@ def _to_row(rec: KeyRecord) -> dict[str, Any]:
         "models": list(rec.models),
         "scopes": list(rec.scopes),
         "metadata": dict(rec.metadata),
+        "plan": rec.plan,
+        "limits": dict(rec.limits),
     }
 
 
@@ -146,4 +149,6 @@ def _from_row(row: RowMapping) -> KeyRecord:
         models=list(row["models"] or []),
         scopes=list(row["scopes"] or []),
         metadata=dict(row["metadata"] or {}),
+        plan=row["plan"],
+        limits=dict(row["limits"] or {}),
     )

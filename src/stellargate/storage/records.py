@@ -26,6 +26,8 @@ class KeyRecord:
     models: list[str] = field(default_factory=list)  # glob patterns; empty = every model
     scopes: list[str] = field(default_factory=lambda: ["*"])
     metadata: dict[str, Any] = field(default_factory=dict)
+    plan: str | None = None  # a named plan from the config (limits, budgets); None: the default plan
+    limits: dict[str, Any] = field(default_factory=dict)  # this key's overrides of its plan's figures
 
     def is_active(self, now: float) -> bool:
         return self.enabled and self.revoked_at is None and (self.expires_at is None or now < self.expires_at)

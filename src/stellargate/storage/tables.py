@@ -42,6 +42,8 @@ api_keys = sa.Table(
     sa.Column("models", Json, nullable=False),
     sa.Column("scopes", Json, nullable=False),
     sa.Column("metadata", Json, nullable=False),
+    sa.Column("plan", sa.Text, nullable=True),
+    sa.Column("limits", Json, nullable=False, server_default=sa.text("'{}'")),
     # list() pages over (created_at, id); last_change() reads max(updated_at).
     sa.Index(None, "created_at", "id"),
     sa.Index(None, "updated_at"),
