@@ -18,8 +18,19 @@ MAX_PAGE = 200
 
 # id and created_at identify a key for good; updated_at is the store's to set.
 UPDATABLE_FIELDS = frozenset(
-    {"name", "key_hash", "prefix", "expires_at", "enabled", "revoked_at", "models", "scopes", "metadata", "plan",
-     "limits"}
+    {
+        "name",
+        "key_hash",
+        "prefix",
+        "expires_at",
+        "enabled",
+        "revoked_at",
+        "models",
+        "scopes",
+        "metadata",
+        "plan",
+        "limits",
+    }
 )
 
 # Enough to stay above a stored updated_at without leaving float precision (~2.4e-7 at 1.7e9).
