@@ -14,17 +14,13 @@ deterministic fake model (_anthropic_model.py). Faults as for FakeOpenAI (``set_
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import orjson
 from aiohttp import web
-from multidict import CIMultiDictProxy
 
 from tests.fakes import _anthropic_errors as errors
 from tests.fakes._anthropic_errors import AnthropicHTTPError
@@ -38,10 +34,10 @@ from tests.fakes._anthropic_model import (
     stream_events,
 )
 from tests.fakes._anthropic_validate import VERSIONS, validate
-from tests.fakes._faults import FAULT_HEADER, FAULT_MARKER, Fault, FaultSpecError
+from tests.fakes._faults import FAULT_HEADER, Fault, FaultSpecError
+from tests.fakes._server import UNPARSEABLE, FakeServer, parse_body, stall_or_drop
 from tests.fakes._text import random_id
-from tests.fakes._transport import SSE_CONTENT_TYPE, ClientGone, EventStream, Watcher
-from tests.fakes.openai_upstream import RecordedRequest
+from tests.fakes._transport import SSE_CONTENT_TYPE, ClientGone, Watcher
 
 DEFAULT_MODELS: tuple[str, ...] = (
     "claude-opus-4-7",
@@ -51,7 +47,6 @@ DEFAULT_MODELS: tuple[str, ...] = (
     "claude-sonnet-4-5-20250929",
 )
 BAD_JSON_BODY = b'{"id": "msg_01broken", "type": "message", "role": "assistant", "content": [{"ty'
-_UNPARSEABLE = object()
 
 
 @dataclass
@@ -70,13 +65,15 @@ class Exchange:
 Endpoint = Callable[[Exchange], Awaitable[web.StreamResponse]]
 
 
-class FakeAnthropic:
+class FakeAnthropic(FakeServer):
     """An aiohttp server speaking Anthropic's Messages API (messages, count_tokens, models).
 
     ``api_key=None`` accepts any key. ``cache_min_tokens`` is the shortest prefix the prompt cache
     stores (Anthropic: 1024 for most models). Observations: ``requests``, ``stream_disconnects``
     (time.monotonic() of each client that left a stream early), ``active_streams``.
     """
+
+    fault_class = AnthropicFault
 
     def __init__(
         self,
@@ -91,95 +88,24 @@ class FakeAnthropic:
         cache_min_tokens: int = 1024,
         organization_id: str = "4f1c0e6a-5b7d-4c3e-9a2b-fake00000000",
     ) -> None:
-        self.api_key = api_key
-        self.host = host
-        self.models: list[str] = list(models)
-        self.chunk_delay = chunk_delay
-        self.words_per_chunk = words_per_chunk
+        super().__init__(
+            api_key=api_key,
+            host=host,
+            port=port,
+            models=models,
+            chunk_delay=chunk_delay,
+            words_per_chunk=words_per_chunk,
+            fault=fault,
+        )
         self.cache = PromptCache(min_tokens=cache_min_tokens)
         self.organization_id = organization_id
-        self.requests: list[RecordedRequest] = []
-        self.stream_disconnects: list[float] = []
-        self.active_streams = 0
-        self._fault = coerce(fault)
-        self._port = port
-        self._runner: web.AppRunner | None = None
-        self._stopping = asyncio.Event()
-        self._disconnected = asyncio.Condition()
 
-    # ----------------------------------------------------------------- lifecycle
-
-    async def start(self) -> None:
-        self._stopping.clear()
-        self._runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self._port).start()
-        self._port = int(self._runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self._port}"
-
-    @property
-    def base_url(self) -> str:
-        return self.url
-
-    # ----------------------------------------------------------------- controls
-
-    @property
-    def fault(self) -> AnthropicFault | None:
-        return self._fault
-
-    @fault.setter
-    def fault(self, value: Fault | str | None) -> None:
-        self._fault = coerce(value)
-
-    def set_fault(self, spec: Fault | str, *, times: int | None = None) -> None:
-        """Apply ``spec`` to every following request (or to the next ``times`` requests)."""
-        fault = coerce(spec)
-        assert fault is not None
-        self._fault = fault if times is None else dataclasses.replace(fault, times=times)
-
-    def clear_fault(self) -> None:
-        self._fault = None
+    def _coerce(self, fault: Fault | str | None) -> AnthropicFault | None:
+        return coerce(fault)
 
     def reset(self) -> None:
-        self.requests.clear()
-        self.stream_disconnects.clear()
+        super().reset()
         self.cache.entries.clear()
-        self._fault = None
-
-    @property
-    def last_request(self) -> RecordedRequest:
-        return self.requests[-1]
-
-    def requests_to(self, path: str) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.path == path]
-
-    async def wait_for_disconnect(self, count: int = 1, *, within: float = 5.0) -> float:
-        """Wait (up to ``within`` s) until ``count`` disconnects are recorded; the count-th's time."""
-        async with asyncio.timeout(within), self._disconnected:
-            await self._disconnected.wait_for(lambda: len(self.stream_disconnects) >= count)
-        return self.stream_disconnects[count - 1]
 
     # ----------------------------------------------------------------- app
 
@@ -200,8 +126,8 @@ class FakeAnthropic:
     async def _handle(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         started = time.monotonic()
         raw = await request.read()
-        ex = Exchange(request, _parse_body(raw), random_id("req_011C", 20), started, AnthropicFault())
-        self._record(request, raw, ex)
+        ex = Exchange(request, parse_body(raw), random_id("req_011C", 20), started, AnthropicFault())
+        self._record(request, raw, ex.body, ex.request_id, started)
         try:
             self._authenticate(request)
             version = request.headers.get("anthropic-version")
@@ -209,7 +135,7 @@ class FakeAnthropic:
                 raise errors.missing_version()
             if version not in VERSIONS:
                 raise errors.bad_version(version)
-            ex.fault = self._select_fault(request, raw)
+            ex.fault = self._select_fault(request, raw)  # an AnthropicFault (fault_class)
             early = await self._apply_fault(ex)
             return early if early is not None else await endpoint(ex)
         except AnthropicHTTPError as e:
@@ -220,20 +146,6 @@ class FakeAnthropic:
             await self._note_disconnect(gone.at)
             return web.Response(status=499)
 
-    def _record(self, request: web.Request, raw: bytes, ex: Exchange) -> None:
-        self.requests.append(
-            RecordedRequest(
-                method=request.method,
-                path=request.path,
-                query=dict(request.query),
-                headers=CIMultiDictProxy(request.headers.copy()),
-                body=raw,
-                json=ex.body if ex.body is not _UNPARSEABLE else None,
-                request_id=ex.request_id,
-                received_at=ex.started,
-            )
-        )
-
     def _authenticate(self, request: web.Request) -> None:
         key = request.headers.get("x-api-key")
         if key is None:
@@ -243,20 +155,6 @@ class FakeAnthropic:
             raise errors.missing_api_key()
         if self.api_key is not None and key != self.api_key:
             raise errors.invalid_api_key()
-
-    def _select_fault(self, request: web.Request, raw: bytes) -> AnthropicFault:
-        header = request.headers.get(FAULT_HEADER)
-        if header is not None:
-            return AnthropicFault.parse(header)
-        marker = FAULT_MARKER.search(raw.decode("utf-8", errors="replace"))
-        if marker is not None:
-            return AnthropicFault.parse(marker.group(1))
-        fault = self._fault
-        if fault is None:
-            return AnthropicFault()
-        if fault.times is not None:
-            self._fault = None if fault.times <= 1 else dataclasses.replace(fault, times=fault.times - 1)
-        return fault
 
     async def _apply_fault(self, ex: Exchange) -> web.StreamResponse | None:
         fault, watcher = ex.fault, Watcher(ex.request, self._stopping)
@@ -270,12 +168,8 @@ class FakeAnthropic:
             else:
                 body, ctype = BAD_JSON_BODY, "application/json"
             return web.Response(body=body, headers={**self._headers(ex), "Content-Type": ctype})
-        if not ex.wants_stream and fault.stall_after is not None:
-            await watcher.hold()
-            return web.Response(status=499)
-        if not ex.wants_stream and fault.drop_after is not None:
-            watcher.abort()
-            return web.Response(status=499)
+        if not ex.wants_stream:
+            return await stall_or_drop(fault, watcher)
         return None
 
     def _headers(self, ex: Exchange) -> dict[str, str]:
@@ -299,13 +193,8 @@ class FakeAnthropic:
     def _error(self, e: AnthropicHTTPError, ex: Exchange) -> web.Response:
         return self._json(e.body(ex.request_id), ex, e.status, e.headers)
 
-    async def _note_disconnect(self, at: float) -> None:
-        async with self._disconnected:
-            self.stream_disconnects.append(at)
-            self._disconnected.notify_all()
-
     def _body(self, ex: Exchange) -> Any:
-        if ex.body is _UNPARSEABLE:
+        if ex.body is UNPARSEABLE:
             raise errors.not_json()
         return ex.body
 
@@ -325,21 +214,8 @@ class FakeAnthropic:
             failure.message = errors.FAULT_MESSAGES.get(failure.type, "error")
             events = events[: fault.stream_error_after]
             events.append(error_event(failure.type, failure.message, ex.request_id))
-        stream = EventStream(
-            ex.request,
-            Watcher(ex.request, self._stopping),
-            delay=self.chunk_delay if fault.chunk_delay is None else fault.chunk_delay,
-            stall_after=fault.stall_after,
-            drop_after=fault.drop_after,
-        )
-        self.active_streams += 1
-        try:
-            return await stream.run(events, {**self._headers(ex), "cache-control": "no-cache"})
-        except ClientGone as gone:
-            await self._note_disconnect(gone.at)
-            return stream.response
-        finally:
-            self.active_streams -= 1
+        headers = {**self._headers(ex), "cache-control": "no-cache"}
+        return await self._run_stream(ex.request, fault, events, headers)
 
     async def _count_tokens(self, ex: Exchange) -> web.StreamResponse:
         body = self._body(ex)
@@ -361,12 +237,3 @@ class FakeAnthropic:
     async def _unknown(self, request: web.Request) -> web.StreamResponse:
         ex = Exchange(request, None, random_id("req_011C", 20), time.monotonic(), AnthropicFault())
         return self._error(errors.unknown_route(request.method, request.path), ex)
-
-
-def _parse_body(raw: bytes) -> Any:
-    if not raw:
-        return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return _UNPARSEABLE

@@ -21,24 +21,20 @@ specs (status=429;retry_after=N answers RESOURCE_EXHAUSTED with a RetryInfo of N
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import time
 from collections.abc import Iterable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import orjson
 from aiohttp import web
-from multidict import CIMultiDictProxy
 
 from tests.fakes import _gemini_errors as errs
-from tests.fakes._faults import FAULT_HEADER, FAULT_MARKER, Fault, FaultSpecError, coerce_fault
+from tests.fakes._faults import FAULT_HEADER, Fault, FaultSpecError
 from tests.fakes._gemini_model import embedding_values, generate, response_body, stream_bodies
 from tests.fakes._gemini_request import fields, parse_generate
+from tests.fakes._server import UNPARSEABLE, FakeServer, parse_body, stall_or_drop
 from tests.fakes._text import count_tokens, random_id
-from tests.fakes._transport import ClientGone, EventStream, Watcher
-from tests.fakes.openai_upstream import RecordedRequest
+from tests.fakes._transport import ClientGone, Watcher
 
 DEFAULT_MODELS: tuple[str, ...] = (
     "gemini-2.0-flash",
@@ -50,14 +46,13 @@ DEFAULT_MODELS: tuple[str, ...] = (
 )
 VERSIONS = ("v1beta", "v1", "v1alpha")
 BAD_JSON_BODY = b'{"candidates": [{"content": {"parts": [{"text": "trunc'
-_UNPARSEABLE = object()
 
 
 def _is_embedding(model: str) -> bool:
     return "embedding" in model
 
 
-class FakeGemini:
+class FakeGemini(FakeServer):
     def __init__(
         self,
         *,
@@ -70,105 +65,34 @@ class FakeGemini:
         function_call_ids: bool = False,
         fault: Fault | str | None = None,
     ) -> None:
-        self.api_key = api_key
-        self.host = host
-        self.models: list[str] = list(models)
-        self.chunk_delay = chunk_delay
-        self.words_per_chunk = words_per_chunk
+        super().__init__(
+            api_key=api_key,
+            host=host,
+            port=port,
+            models=models,
+            chunk_delay=chunk_delay,
+            words_per_chunk=words_per_chunk,
+            fault=fault,
+        )
         # The Gemini API leaves FunctionCall.id empty; set this to answer with ids, as newer models do.
         self.function_call_ids = function_call_ids
-        self.requests: list[RecordedRequest] = []
-        self.stream_disconnects: list[float] = []
-        self.active_streams = 0
-        self._fault = coerce_fault(fault)
-        self._port = port
-        self._runner: web.AppRunner | None = None
-        self._stopping = asyncio.Event()
-        self._disconnected = asyncio.Condition()
 
-    # ----------------------------------------------------------------- lifecycle
-
-    async def start(self) -> None:
-        self._stopping.clear()
+    def _build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self._port).start()
-        self._port = int(self._runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self._port}"
+        return app
 
     @property
     def base_url(self) -> str:
         # Google's base URL carries no version: clients add /v1beta (or /v1) themselves.
         return self.url
 
-    # ----------------------------------------------------------------- controls
-
-    def set_fault(self, spec: Fault | str, *, times: int | None = None) -> None:
-        fault = coerce_fault(spec)
-        assert fault is not None
-        self._fault = fault if times is None else dataclasses.replace(fault, times=times)
-
-    def clear_fault(self) -> None:
-        self._fault = None
-
-    def reset(self) -> None:
-        self.requests.clear()
-        self.stream_disconnects.clear()
-        self._fault = None
-
-    @property
-    def last_request(self) -> RecordedRequest:
-        return self.requests[-1]
-
-    def requests_to(self, path: str) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.path == path]
-
-    async def wait_for_disconnect(self, count: int = 1, *, within: float = 5.0) -> float:
-        async with asyncio.timeout(within), self._disconnected:
-            await self._disconnected.wait_for(lambda: len(self.stream_disconnects) >= count)
-        return self.stream_disconnects[count - 1]
-
     # ----------------------------------------------------------------- dispatch
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
-        body = _parse(raw)
-        self.requests.append(
-            RecordedRequest(
-                method=request.method,
-                path=request.path,
-                query=dict(request.query),
-                headers=CIMultiDictProxy(request.headers.copy()),
-                body=raw,
-                json=None if body is _UNPARSEABLE else body,
-                request_id=random_id("", 16),
-                received_at=time.monotonic(),
-            )
-        )
+        body = parse_body(raw, empty={})
+        self._record(request, raw, body, random_id("", 16), time.monotonic())
         try:
             self._authenticate(request)
             fault = self._select_fault(request, raw)
@@ -188,20 +112,6 @@ class FakeGemini:
         if self.api_key is not None and key != self.api_key:
             raise errs.invalid_key()
 
-    def _select_fault(self, request: web.Request, raw: bytes) -> Fault:
-        header = request.headers.get(FAULT_HEADER)
-        if header is not None:
-            return Fault.parse(header)
-        marker = FAULT_MARKER.search(raw.decode("utf-8", errors="replace"))
-        if marker is not None:
-            return Fault.parse(marker.group(1))
-        fault = self._fault
-        if fault is None:
-            return Fault()
-        if fault.times is not None:
-            self._fault = None if fault.times <= 1 else dataclasses.replace(fault, times=fault.times - 1)
-        return fault
-
     async def _route(self, request: web.Request, body: Any, fault: Fault) -> web.StreamResponse:
         version, _, rest = request.path.lstrip("/").partition("/")
         if version not in VERSIONS or not rest.startswith("models"):
@@ -216,7 +126,7 @@ class FakeGemini:
         model, _, action = rest[len("models/") :].rpartition(":")
         if request.method != "POST" or not model:
             raise errs.not_found_path(request.path)
-        if body is _UNPARSEABLE:
+        if body is UNPARSEABLE:
             raise errs.unparseable()
         watcher = Watcher(request, self._stopping)
         if fault.slow_first_byte:
@@ -232,12 +142,8 @@ class FakeGemini:
         stream = action == "streamGenerateContent"
         if fault.bad_json:
             return self._bad_json(stream)
-        if not stream and fault.stall_after is not None:
-            await watcher.hold()
-            return web.Response(status=499)
-        if not stream and fault.drop_after is not None:
-            watcher.abort()
-            return web.Response(status=499)
+        if not stream and (early := await stall_or_drop(fault, watcher)) is not None:
+            return early
         result = generate(parse_generate(body, model), call_ids=self.function_call_ids)
         if not stream:
             return _json(response_body(result))
@@ -257,22 +163,8 @@ class FakeGemini:
     async def _stream(
         self, request: web.Request, events: list[dict[str, Any]], fault: Fault
     ) -> web.StreamResponse:
-        stream = EventStream(
-            request,
-            Watcher(request, self._stopping),
-            delay=self.chunk_delay if fault.chunk_delay is None else fault.chunk_delay,
-            stall_after=fault.stall_after,
-            drop_after=fault.drop_after,
-        )
         frames = [b"data: " + orjson.dumps(e) + b"\r\n\r\n" for e in events]
-        self.active_streams += 1
-        try:
-            return await stream.run(frames, {"Content-Type": "text/event-stream"})
-        except ClientGone as gone:
-            await self._note_disconnect(gone.at)
-            return stream.response
-        finally:
-            self.active_streams -= 1
+        return await self._run_stream(request, fault, frames, {"Content-Type": "text/event-stream"})
 
     def _embed(self, model: str, action: str, body: Any, version: str) -> dict[str, Any]:
         if model not in self.models or not _is_embedding(model):
@@ -310,20 +202,6 @@ class FakeGemini:
             raise errs.field_error(f"{path}.content".lstrip("."), "content must not be empty")
         dims = req.get("outputDimensionality")
         return embedding_values(model, text, dims if isinstance(dims, int) else None)
-
-    async def _note_disconnect(self, at: float) -> None:
-        async with self._disconnected:
-            self.stream_disconnects.append(at)
-            self._disconnected.notify_all()
-
-
-def _parse(raw: bytes) -> Any:
-    if not raw:
-        return {}
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return _UNPARSEABLE
 
 
 def _json(payload: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

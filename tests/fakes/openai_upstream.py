@@ -21,26 +21,25 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import orjson
 from aiohttp import web
-from multidict import CIMultiDictProxy
 
 from tests.fakes import _chat, _completions, _errors
 from tests.fakes._catalog import DEFAULT_MODELS, model_list, model_object
 from tests.fakes._chat_request import parse_chat_request
 from tests.fakes._embeddings import embeddings_body
-from tests.fakes._faults import FAULT_HEADER, FAULT_MARKER, Fault, FaultSpecError, coerce_fault
+from tests.fakes._faults import FAULT_HEADER, Fault, FaultSpecError
 from tests.fakes._images import images_body
+from tests.fakes._server import FakeServer, parse_body, stall_or_drop
+from tests.fakes._server import RecordedRequest as RecordedRequest  # re-exported: tests import it from here
 from tests.fakes._text import random_id
 from tests.fakes._transport import (
     DONE_EVENT,
     JSON_CONTENT_TYPE,
     SSE_CONTENT_TYPE,
     ClientGone,
-    EventStream,
     Watcher,
     error_response,
     json_response,
@@ -48,22 +47,7 @@ from tests.fakes._transport import (
     sse_event,
 )
 
-_UNPARSEABLE = object()
 BAD_JSON_BODY = b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "mess'
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the fake received it (`json` is None when the body was not JSON)."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: CIMultiDictProxy[str]
-    body: bytes
-    json: Any
-    request_id: str
-    received_at: float
 
 
 @dataclass
@@ -93,7 +77,7 @@ class Exchange:
 Endpoint = Callable[[Exchange], Awaitable[web.StreamResponse]]
 
 
-class FakeOpenAI:
+class FakeOpenAI(FakeServer):
     """An aiohttp server speaking OpenAI's API (chat, legacy completions, embeddings, images, models).
 
     `api_key=None` accepts any bearer key. `models` are served (kind inferred from the id, see _catalog).
@@ -118,98 +102,24 @@ class FakeOpenAI:
         system_fingerprint: str = "fp_f4ke0a1b2c",
         organization: str = "org-fake",
     ) -> None:
-        self.api_key = api_key
-        self.host = host
-        self.models: list[str] = list(models)
-        self.chunk_delay = chunk_delay
-        self.words_per_chunk = words_per_chunk
+        super().__init__(
+            api_key=api_key,
+            host=host,
+            port=port,
+            models=models,
+            chunk_delay=chunk_delay,
+            words_per_chunk=words_per_chunk,
+            fault=fault,
+        )
         self.strict_params = strict_params
         self.created = created
         self.system_fingerprint = system_fingerprint
         self.organization = organization
-        self.requests: list[RecordedRequest] = []
-        self.stream_disconnects: list[float] = []
-        self.active_streams = 0
-        self._fault = coerce_fault(fault)
-        self._port = port
         self._images: dict[str, bytes] = {}
-        self._runner: web.AppRunner | None = None
-        self._stopping = asyncio.Event()
-        self._disconnected = asyncio.Condition()
-
-    # ----------------------------------------------------------------- lifecycle
-
-    async def start(self) -> None:
-        self._stopping.clear()
-        self._runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self._port).start()
-        self._port = int(self._runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self._port}"
 
     @property
     def base_url(self) -> str:
         return f"{self.url}/v1"
-
-    # ----------------------------------------------------------------- controls
-
-    @property
-    def fault(self) -> Fault | None:
-        return self._fault
-
-    @fault.setter
-    def fault(self, value: Fault | str | None) -> None:
-        self._fault = coerce_fault(value)
-
-    def set_fault(self, spec: Fault | str, *, times: int | None = None) -> None:
-        """Apply `spec` to every following request (or to the next `times` requests)."""
-        fault = coerce_fault(spec)
-        assert fault is not None
-        self._fault = fault if times is None else dataclasses.replace(fault, times=times)
-
-    def clear_fault(self) -> None:
-        self._fault = None
-
-    def reset(self) -> None:
-        """Forget recorded requests and disconnects, and clear the fault."""
-        self.requests.clear()
-        self.stream_disconnects.clear()
-        self._fault = None
-
-    @property
-    def last_request(self) -> RecordedRequest:
-        return self.requests[-1]
-
-    def requests_to(self, path: str) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.path == path]
-
-    async def wait_for_disconnect(self, count: int = 1, *, within: float = 5.0) -> float:
-        """Wait (up to `within` s) until `count` disconnects are recorded; return the count-th's time."""
-        async with asyncio.timeout(within), self._disconnected:
-            await self._disconnected.wait_for(lambda: len(self.stream_disconnects) >= count)
-        return self.stream_disconnects[count - 1]
 
     # ----------------------------------------------------------------- app
 
@@ -236,8 +146,8 @@ class FakeOpenAI:
     async def _handle(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         started = time.monotonic()
         raw = await request.read()
-        exchange = Exchange(request, _parse_body(raw), random_id("req_", 32), started)
-        self._record(request, raw, exchange)
+        exchange = Exchange(request, parse_body(raw), random_id("req_", 32), started)
+        self._record(request, raw, exchange.body, exchange.request_id, started)
         try:
             self._authenticate(request)
             exchange.fault = self._select_fault(request, raw)
@@ -252,21 +162,6 @@ class FakeOpenAI:
             await self._note_disconnect(gone.at)
             return web.Response(status=499)
 
-    def _record(self, request: web.Request, raw: bytes, exchange: Exchange) -> None:
-        body = exchange.body if exchange.body is not _UNPARSEABLE else None
-        self.requests.append(
-            RecordedRequest(
-                method=request.method,
-                path=request.path,
-                query=dict(request.query),
-                headers=CIMultiDictProxy(request.headers.copy()),
-                body=raw,
-                json=body,
-                request_id=exchange.request_id,
-                received_at=exchange.started,
-            )
-        )
-
     def _authenticate(self, request: web.Request) -> None:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         key = key.strip()
@@ -274,20 +169,6 @@ class FakeOpenAI:
             raise _errors.missing_api_key()
         if self.api_key is not None and key != self.api_key:
             raise _errors.incorrect_api_key(key)
-
-    def _select_fault(self, request: web.Request, raw: bytes) -> Fault:
-        header = request.headers.get(FAULT_HEADER)
-        if header is not None:
-            return Fault.parse(header)
-        marker = FAULT_MARKER.search(raw.decode("utf-8", errors="replace"))
-        if marker is not None:
-            return Fault.parse(marker.group(1))
-        fault = self._fault
-        if fault is None:
-            return Fault()
-        if fault.times is not None:
-            self._fault = None if fault.times <= 1 else dataclasses.replace(fault, times=fault.times - 1)
-        return fault
 
     async def _apply_fault(self, exchange: Exchange, watcher: Watcher) -> web.StreamResponse | None:
         """Faults that act before the endpoint runs; None means "carry on"."""
@@ -301,12 +182,8 @@ class FakeOpenAI:
             )
         if fault.bad_json:
             return self._bad_json(exchange)
-        if not exchange.wants_stream and fault.stall_after is not None:
-            await watcher.hold()
-            return web.Response(status=499)
-        if not exchange.wants_stream and fault.drop_after is not None:
-            watcher.abort()
-            return web.Response(status=499)
+        if not exchange.wants_stream:
+            return await stall_or_drop(fault, watcher)
         return None
 
     def _bad_json(self, exchange: Exchange) -> web.Response:
@@ -317,11 +194,6 @@ class FakeOpenAI:
             body, content_type = BAD_JSON_BODY, JSON_CONTENT_TYPE
         return web.Response(body=body, headers={**self._headers(exchange), "Content-Type": content_type})
 
-    async def _note_disconnect(self, at: float) -> None:
-        async with self._disconnected:
-            self.stream_disconnects.append(at)
-            self._disconnected.notify_all()
-
     def _headers(self, exchange: Exchange) -> dict[str, str]:
         return openai_headers(exchange.request_id, exchange.started, self.organization)
 
@@ -329,23 +201,8 @@ class FakeOpenAI:
         return self.created if self.created is not None else int(time.time())
 
     async def _stream(self, exchange: Exchange, chunks: list[dict[str, Any]]) -> web.StreamResponse:
-        fault = exchange.fault
-        stream = EventStream(
-            exchange.request,
-            Watcher(exchange.request, self._stopping),
-            delay=self.chunk_delay if fault.chunk_delay is None else fault.chunk_delay,
-            stall_after=fault.stall_after,
-            drop_after=fault.drop_after,
-        )
         events = [sse_event(chunk) for chunk in chunks] + [DONE_EVENT]
-        self.active_streams += 1
-        try:
-            return await stream.run(events, self._headers(exchange))
-        except ClientGone as gone:
-            await self._note_disconnect(gone.at)
-            return stream.response
-        finally:
-            self.active_streams -= 1
+        return await self._run_stream(exchange.request, exchange.fault, events, self._headers(exchange))
 
     # ----------------------------------------------------------------- endpoints
 
@@ -432,15 +289,6 @@ class FakeOpenAI:
         return error_response(
             error, openai_headers(random_id("req_", 32), time.monotonic(), self.organization)
         )
-
-
-def _parse_body(raw: bytes) -> Any:
-    if not raw:
-        return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return _UNPARSEABLE
 
 
 # --------------------------------------------------------------------- out-of-process entry point

@@ -22,6 +22,7 @@ from stellargate.core.stream import StreamEvent
 from stellargate.dialects.anthropic_parse import parse_messages_request
 from stellargate.dialects.anthropic_render import RenderState, render_end, render_event
 from stellargate.dialects.anthropic_wire import STOP_REASONS, message_id, tool_input, usage_json
+from stellargate.dialects.base import error_headers
 from stellargate.dialects.openai import bearer
 from stellargate.dialects.sse import encode
 from stellargate.errors import GatewayError
@@ -98,10 +99,7 @@ class AnthropicDialect:
         return render_end(state)
 
     def render_error(self, err: GatewayError, request_id: str) -> tuple[int, dict[str, str], bytes]:
-        headers = dict(err.headers)
-        headers["request-id"] = request_id
-        if err.retry_after is not None:
-            headers["retry-after"] = str(max(1, round(err.retry_after)))
+        headers = error_headers(err, {"request-id": request_id})
         return err.http_status, headers, orjson.dumps(error_body(err, request_id))
 
     def render_stream_error(self, err: GatewayError, request_id: str) -> bytes:

@@ -37,6 +37,7 @@ from stellargate.core.request import (
     ToolCall,
     ToolChoice,
 )
+from stellargate.dialects.validate import is_integer, is_number
 from stellargate.errors import InvalidRequest
 
 KNOWN = frozenset(
@@ -99,7 +100,7 @@ def _number(body: dict[str, Any], key: str, lo: float, hi: float | None) -> floa
     v = body.get(key)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int | float):
+    if not is_number(v):
         raise invalid(key, "Input should be a valid number")
     if v < lo:
         raise invalid(key, f"Input should be greater than or equal to {lo:g}")
@@ -109,7 +110,7 @@ def _number(body: dict[str, Any], key: str, lo: float, hi: float | None) -> floa
 
 
 def _int(value: Any, path: str, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_integer(value):
         raise invalid(path, "Input should be a valid integer")
     if value < lo:
         raise invalid(path, f"Input should be greater than or equal to {lo}")

@@ -24,3 +24,14 @@ class Dialect(Protocol):
     def render_stream_end(self, state: Any) -> bytes: ...
     def render_error(self, err: GatewayError, request_id: str) -> tuple[int, dict[str, str], bytes]: ...
     def render_stream_error(self, err: GatewayError, request_id: str) -> bytes: ...
+
+
+def error_headers(err: GatewayError, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The headers of an error answer: the error's own, then ``extra``, then ``retry-after`` in
+    whole seconds (at least 1) when the error says when to retry."""
+    headers = dict(err.headers)
+    if extra:
+        headers.update(extra)
+    if err.retry_after is not None:
+        headers["retry-after"] = str(max(1, round(err.retry_after)))
+    return headers

@@ -27,6 +27,7 @@ from stellargate.core.stream import (
     UsageReport,
 )
 from stellargate.core.usage import Usage
+from stellargate.dialects.base import error_headers
 from stellargate.dialects.gemini_parse import parse_generate_request
 from stellargate.dialects.openai import bearer
 from stellargate.dialects.sse import encode
@@ -202,10 +203,7 @@ class GeminiDialect:
 
     def render_error(self, err: GatewayError, request_id: str) -> tuple[int, dict[str, str], bytes]:
         http, body = error_body(err, request_id)
-        headers = dict(err.headers)
-        if err.retry_after is not None:
-            headers["retry-after"] = str(max(1, round(err.retry_after)))
-        return http, headers, orjson.dumps(body)
+        return http, error_headers(err), orjson.dumps(body)
 
     def render_stream_error(self, err: GatewayError, request_id: str) -> bytes:
         return encode(orjson.dumps(error_body(err, request_id)[1]))

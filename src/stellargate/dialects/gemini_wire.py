@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from stellargate.dialects.validate import is_integer, is_number
 from stellargate.errors import InvalidRequest
 
 
@@ -63,7 +64,7 @@ def number(obj: dict[str, Any], key: str, path: str, lo: float, hi: float) -> fl
     v = obj.get(key)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int | float):
+    if not is_number(v):
         raise value_error(f"{path}.{snake(key)}", "TYPE_FLOAT", v)
     if not lo <= v <= hi:
         raise field_error(f"{path}.{snake(key)}", f"must be in the range [{lo:g}, {hi:g}]")
@@ -76,7 +77,7 @@ def integer(obj: dict[str, Any], key: str, path: str, lo: int, hi: int | None = 
         return None
     if isinstance(v, str) and v.lstrip("-").isdigit():
         v = int(v)  # proto3 JSON writes 64-bit integers as strings
-    if isinstance(v, bool) or not isinstance(v, int):
+    if not is_integer(v):
         raise value_error(f"{path}.{snake(key)}", "TYPE_INT32", v)
     if v < lo or (hi is not None and v > hi):
         bound = f"at least {lo}" if hi is None else f"in the range [{lo}, {hi}]"

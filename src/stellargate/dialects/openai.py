@@ -20,6 +20,7 @@ from stellargate.core.stream import (
     UsageReport,
 )
 from stellargate.core.usage import Usage
+from stellargate.dialects.base import error_headers
 from stellargate.dialects.openai_parse import parse_chat_request
 from stellargate.dialects.sse import encode
 from stellargate.errors import GatewayError
@@ -85,6 +86,7 @@ class RenderState:
 
 class OpenAIDialect:
     name: ClassVar[str] = "openai"
+    chunk_object: ClassVar[str] = "chat.completion.chunk"  # a stream chunk's "object"
 
     def api_key(self, req: Request) -> str | None:
         return bearer(req.headers)
@@ -128,14 +130,17 @@ class OpenAIDialect:
     def _chunk(self, st: RenderState, choices: list[dict[str, Any]], usage: Usage | None = None) -> bytes:
         obj: dict[str, Any] = {
             "id": st.id,
-            "object": "chat.completion.chunk",
+            "object": self.chunk_object,
             "created": st.created,
             "model": st.model,
             "choices": choices,
         }
         if st.include_usage:
-            obj["usage"] = usage_json(usage) if usage is not None else None
+            obj["usage"] = self._usage_json(usage) if usage is not None else None
         return encode(orjson.dumps(obj))
+
+    def _usage_json(self, u: Usage) -> dict[str, Any]:
+        return usage_json(u)
 
     def _delta(self, st: RenderState, index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
         if index not in st.role_sent:
@@ -186,10 +191,7 @@ class OpenAIDialect:
         return DONE
 
     def render_error(self, err: GatewayError, request_id: str) -> tuple[int, dict[str, str], bytes]:
-        headers = dict(err.headers)
-        if err.retry_after is not None:
-            headers["retry-after"] = str(max(1, round(err.retry_after)))
-        return err.http_status, headers, orjson.dumps(error_body(err, request_id))
+        return err.http_status, error_headers(err), orjson.dumps(error_body(err, request_id))
 
     def render_stream_error(self, err: GatewayError, request_id: str) -> bytes:
         # The official SDKs raise an APIError when a data event carries an "error" object.

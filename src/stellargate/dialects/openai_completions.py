@@ -8,7 +8,6 @@ Parameters that only the legacy endpoint understands are refused when translatin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
@@ -17,10 +16,20 @@ from stellargate.core.request import ChatRequest, Message, TextPart
 from stellargate.core.response import ChatResponse
 from stellargate.core.stream import Finish, StreamEvent, StreamFailed, StreamStart, TextDelta, UsageReport
 from stellargate.core.usage import Usage
-from stellargate.dialects.openai import DONE, OpenAIDialect, bearer
-from stellargate.dialects.openai_parse import _bool, _integer, _number, _stop, _type_error
-from stellargate.dialects.sse import encode
-from stellargate.errors import GatewayError, InvalidRequest, SchemaError
+from stellargate.dialects.openai import OpenAIDialect, RenderState
+from stellargate.dialects.validate import (
+    boolean,
+    integer,
+    is_tokens,
+    missing,
+    number,
+    optional_object,
+    optional_string,
+    required_model,
+    stop,
+    type_error,
+)
+from stellargate.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from stellargate.web import Request
@@ -39,66 +48,45 @@ KNOWN = frozenset(
 DEFAULT_MAX_TOKENS = 16  # the legacy endpoint's default, kept when translating to chat
 
 
-def _is_tokens(v: Any) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(t, int) and not isinstance(t, bool) for t in v)
-
-
 def _prompt(body: dict[str, Any]) -> str | None:
     """Validate ``prompt``; return it when it is one text (the only form chat can take)."""
     p = body.get("prompt")
     if p is None:
-        raise SchemaError(
-            "Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter"
-        )
+        raise missing("prompt")
     if isinstance(p, str):
         return p
-    if _is_tokens(p):
+    if is_tokens(p):
         return None
-    if isinstance(p, list) and p and all(isinstance(x, str) or _is_tokens(x) for x in p):
+    if isinstance(p, list) and p and all(isinstance(x, str) or is_tokens(x) for x in p):
         return p[0] if len(p) == 1 and isinstance(p[0], str) else None
-    raise _type_error("prompt", "a string, an array of strings, or an array of token arrays")
+    raise type_error("prompt", "a string, an array of strings, or an array of token arrays")
 
 
 def parse_completions_request(body: Any) -> ChatRequest:
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_body")
-    model = body.get("model")
-    if model is None:
-        raise SchemaError(
-            "Missing required parameter: 'model'.", param="model", code="missing_required_parameter"
-        )
-    if not isinstance(model, str) or not model:
-        raise _type_error("model", "a non-empty string")
+    model = required_model(body)
     text = _prompt(body)
-    stream = _bool(body, "stream") or False
-    so = body.get("stream_options")
-    if so is not None and not isinstance(so, dict):
-        raise _type_error("stream_options", "an object")
-    _bool(body, "echo")
-    if body.get("suffix") is not None and not isinstance(body["suffix"], str):
-        raise _type_error("suffix", "a string")
-    _integer(body, "best_of", 0, 20)
-    _integer(body, "logprobs", 0, 5)
-    logit_bias = body.get("logit_bias")
-    if logit_bias is not None and not isinstance(logit_bias, dict):
-        raise _type_error("logit_bias", "an object")
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise _type_error("user", "a string")
-    max_tokens = _integer(body, "max_tokens", 0)
+    stream = boolean(body, "stream") or False
+    so = optional_object(body, "stream_options")
+    boolean(body, "echo")
+    optional_string(body, "suffix")
+    integer(body, "best_of", 0, 20)
+    integer(body, "logprobs", 0, 5)
+    logit_bias = optional_object(body, "logit_bias")
+    user = optional_string(body, "user")
+    max_tokens = integer(body, "max_tokens", 0)
     return ChatRequest(
         model=model,
         messages=[Message(role="user", content=[TextPart(text)])] if text is not None else [],
         stream=stream,
         include_usage=bool(so and so.get("include_usage")),
-        temperature=_number(body, "temperature", 0, 2),
-        top_p=_number(body, "top_p", 0, 1),
+        temperature=number(body, "temperature", 0, 2),
+        top_p=number(body, "top_p", 0, 1),
         max_tokens=DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
-        stop=_stop(body.get("stop")),
-        n=_integer(body, "n", 1, 128),
-        seed=_integer(body, "seed", -(2**63)),
-        presence_penalty=_number(body, "presence_penalty", -2, 2),
-        frequency_penalty=_number(body, "frequency_penalty", -2, 2),
+        stop=stop(body.get("stop")),
+        n=integer(body, "n", 1, 128),
+        seed=integer(body, "seed", -(2**63)),
+        presence_penalty=number(body, "presence_penalty", -2, 2),
+        frequency_penalty=number(body, "frequency_penalty", -2, 2),
         logit_bias=logit_bias,
         user=user,
         extra={k: v for k, v in body.items() if k not in KNOWN},
@@ -145,24 +133,11 @@ def _finish(reason: str | None) -> str:
     return reason if reason in ("stop", "length", "content_filter") else "stop"
 
 
-@dataclass(slots=True)
-class RenderState:
-    include_usage: bool
-    id: str = ""
-    model: str = ""
-    created: int = 0
+class OpenAICompletionsDialect(OpenAIDialect):
+    """Renders chat answers as legacy ``text_completion`` objects and chunks; keys, stream framing
+    and errors are the OpenAI dialect's."""
 
-
-class OpenAICompletionsDialect:
-    """Renders chat answers as legacy ``text_completion`` objects and chunks; errors as OpenAI's."""
-
-    name: ClassVar[str] = "openai"
-
-    def __init__(self) -> None:
-        self._errors = OpenAIDialect()
-
-    def api_key(self, req: Request) -> str | None:
-        return bearer(req.headers)
+    chunk_object: ClassVar[str] = "text_completion"
 
     def parse_request(self, body: Any, req: Request) -> ChatRequest:
         return parse_completions_request(body)
@@ -189,20 +164,8 @@ class OpenAICompletionsDialect:
             out["usage"] = usage_json(resp.usage)
         return orjson.dumps(out)
 
-    def new_render_state(self, req: ChatRequest) -> RenderState:
-        return RenderState(include_usage=req.include_usage)
-
-    def _chunk(self, st: RenderState, choices: list[dict[str, Any]], usage: Usage | None = None) -> bytes:
-        obj: dict[str, Any] = {
-            "id": st.id,
-            "object": "text_completion",
-            "created": st.created,
-            "model": st.model,
-            "choices": choices,
-        }
-        if st.include_usage:
-            obj["usage"] = usage_json(usage) if usage is not None else None
-        return encode(orjson.dumps(obj))
+    def _usage_json(self, u: Usage) -> dict[str, Any]:
+        return usage_json(u)
 
     def render_stream_event(self, ev: StreamEvent, st: RenderState) -> bytes:
         if isinstance(ev, TextDelta):
@@ -220,12 +183,3 @@ class OpenAICompletionsDialect:
         if isinstance(ev, StreamFailed):
             return self.render_stream_error(ev.error, "")
         return b""  # tool calls cannot occur: a legacy request offers no tools
-
-    def render_stream_end(self, st: RenderState) -> bytes:
-        return DONE
-
-    def render_error(self, err: GatewayError, request_id: str) -> tuple[int, dict[str, str], bytes]:
-        return self._errors.render_error(err, request_id)
-
-    def render_stream_error(self, err: GatewayError, request_id: str) -> bytes:
-        return self._errors.render_stream_error(err, request_id)

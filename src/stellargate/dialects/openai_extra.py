@@ -14,8 +14,15 @@ import orjson
 
 from stellargate.core.embeddings import EmbeddingInput, EmbeddingsRequest, EmbeddingsResponse
 from stellargate.core.images import ImagesRequest, ImagesResponse
-from stellargate.dialects.openai_parse import _integer, _type_error
-from stellargate.errors import InvalidRequest, SchemaError
+from stellargate.dialects.validate import (
+    integer,
+    is_tokens,
+    missing,
+    optional_string,
+    required_model,
+    type_error,
+)
+from stellargate.errors import InvalidRequest
 
 MAX_INPUTS = 2048  # OpenAI's limit on inputs per request
 MAX_IMAGES = 4  # the gateway's limit per request: each image is slow and dear
@@ -24,30 +31,6 @@ IMAGE_SIZES = frozenset({"auto", "256x256", "512x512", "1024x1024", "1536x1024",
                          "1024x1792"})  # fmt: skip
 IMAGE_QUALITIES = ("auto", "low", "medium", "high", "xhigh", "max", "standard", "hd")
 _CUSTOM_SIZE = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
-
-
-def _missing(param: str) -> SchemaError:
-    return SchemaError(
-        f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
-    )
-
-
-def _model(body: Any) -> str:
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.", code="invalid_body")
-    model = body.get("model")
-    if model is None:
-        raise _missing("model")
-    if not isinstance(model, str) or not model:
-        raise _type_error("model", "a non-empty string")
-    return model
-
-
-def _user(body: dict[str, Any]) -> str | None:
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise _type_error("user", "a string")
-    return user
 
 
 def _choice(body: dict[str, Any], key: str, allowed: tuple[str, ...]) -> str | None:
@@ -66,19 +49,15 @@ def _choice(body: dict[str, Any], key: str, allowed: tuple[str, ...]) -> str | N
 # -- embeddings -------------------------------------------------------------------------------
 
 
-def _is_tokens(v: Any) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(t, int) and not isinstance(t, bool) for t in v)
-
-
 def _inputs(value: Any) -> list[EmbeddingInput]:
     if value is None:
-        raise _missing("input")
-    if isinstance(value, str) or _is_tokens(value):
+        raise missing("input")
+    if isinstance(value, str) or is_tokens(value):
         items: list[Any] = [value]
     elif isinstance(value, list):
         items = value
     else:
-        raise _type_error("input", "a string, an array of strings, or an array of token arrays")
+        raise type_error("input", "a string, an array of strings, or an array of token arrays")
     if not items:
         raise InvalidRequest("Invalid 'input': empty array.", param="input", code="empty_array")
     if len(items) > MAX_INPUTS:
@@ -93,20 +72,20 @@ def _inputs(value: Any) -> list[EmbeddingInput]:
                 raise InvalidRequest(
                     f"Invalid 'input[{i}]': empty string.", param=f"input[{i}]", code="invalid_value"
                 )
-        elif not _is_tokens(item):
-            raise _type_error(f"input[{i}]", "a non-empty string or a non-empty array of integers")
+        elif not is_tokens(item):
+            raise type_error(f"input[{i}]", "a non-empty string or a non-empty array of integers")
     return items
 
 
 def parse_embeddings_request(body: Any) -> EmbeddingsRequest:
-    model = _model(body)
+    model = required_model(body)
     encoding = _choice(body, "encoding_format", ("float", "base64")) or "float"
     return EmbeddingsRequest(
         model=model,
         inputs=_inputs(body.get("input")),
         encoding_format="base64" if encoding == "base64" else "float",
-        dimensions=_integer(body, "dimensions", 1),
-        user=_user(body),
+        dimensions=integer(body, "dimensions", 1),
+        user=optional_string(body, "user"),
         extra={
             k: v
             for k, v in body.items()
@@ -149,7 +128,7 @@ def _size(body: dict[str, Any]) -> str | None:
     if v is None:
         return None
     if not isinstance(v, str):
-        raise _type_error("size", "a string")
+        raise type_error("size", "a string")
     if v in IMAGE_SIZES:
         return v
     # Newer image models take any WIDTHxHEIGHT with both edges multiples of 16, at most 3840
@@ -168,12 +147,12 @@ def _size(body: dict[str, Any]) -> str | None:
 
 
 def parse_images_request(body: Any) -> ImagesRequest:
-    model = _model(body)
+    model = required_model(body)
     prompt = body.get("prompt")
     if prompt is None:
-        raise _missing("prompt")
+        raise missing("prompt")
     if not isinstance(prompt, str):
-        raise _type_error("prompt", "a string")
+        raise type_error("prompt", "a string")
     if not prompt.strip():
         raise InvalidRequest("Invalid 'prompt': empty string.", param="prompt", code="invalid_value")
     if len(prompt) > MAX_IMAGE_PROMPT:
@@ -194,12 +173,12 @@ def parse_images_request(body: Any) -> ImagesRequest:
     return ImagesRequest(
         model=model,
         prompt=prompt,
-        n=_integer(body, "n", 1, MAX_IMAGES) or 1,
+        n=integer(body, "n", 1, MAX_IMAGES) or 1,
         size=_size(body),
         quality=_choice(body, "quality", IMAGE_QUALITIES),
         response_format="b64_json" if rf == "b64_json" else "url" if rf == "url" else None,
         style=_choice(body, "style", ("vivid", "natural")),
-        user=_user(body),
+        user=optional_string(body, "user"),
         extra={k: v for k, v in body.items() if k not in known},
         raw=body,
     )

@@ -20,8 +20,10 @@ from stellargate.core.request import ChatRequest, Message, ResponseFormat, TextP
 from stellargate.core.response import ChatResponse
 from stellargate.core.stream import StreamEvent, StreamFailed, StreamStart, TextDelta, UsageReport
 from stellargate.core.usage import Usage
+from stellargate.dialects.base import error_headers
 from stellargate.dialects.openai import bearer
 from stellargate.dialects.sse import encode
+from stellargate.dialects.validate import is_integer, is_number
 from stellargate.errors import GatewayError, InvalidRequest, SchemaError, UpstreamError
 
 if TYPE_CHECKING:
@@ -61,7 +63,7 @@ def _temperature(body: dict[str, Any]) -> float:
     v = body.get("temperature")
     if v is None:
         return DEFAULT_TEMPERATURE
-    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
+    if not is_number(v) or not 0 <= v <= 1:
         raise _invalid(f"'temperature' must be a number from 0.0 to 1.0, got {v!r}.", "temperature")
     return float(v)
 
@@ -70,7 +72,7 @@ def _max_tokens(body: dict[str, Any]) -> int:
     v = body.get("max_tokens")
     if v is None:
         return DEFAULT_MAX_TOKENS
-    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_TOKENS:
+    if not is_integer(v) or not 1 <= v <= MAX_TOKENS:
         raise _invalid(
             f"'max_tokens' must be a whole number from 1 to {MAX_TOKENS}, got {v!r}.", "max_tokens"
         )
@@ -239,9 +241,7 @@ class TasksDialect:
         return self._chunk(st, "".join(st.parts), True, st.usage)
 
     def render_error(self, err: GatewayError, request_id: str) -> tuple[int, dict[str, str], bytes]:
-        headers = dict(err.headers)
-        if err.retry_after is not None:
-            headers["retry-after"] = str(max(1, round(err.retry_after)))
+        headers = error_headers(err)
         # The task API documents 400 for every invalid parameter, shape errors included.
         status = 400 if isinstance(err, SchemaError) else err.http_status
         return status, headers, orjson.dumps(self._error(err))

@@ -35,7 +35,7 @@ from stellargate.core.stream import (
 from stellargate.core.usage import Usage
 from stellargate.dialects.anthropic_wire import merge_usage, usage_from_json
 from stellargate.dialects.sse import SSEEvent
-from stellargate.errors import GatewayError, UpstreamError
+from stellargate.errors import GatewayError
 from stellargate.providers import anthropic_errors
 from stellargate.providers.anthropic_request import JSON_TOOL, request_body, uses_json_tool
 from stellargate.providers.base import (
@@ -45,6 +45,7 @@ from stellargate.providers.base import (
     UpstreamRequest,
     UpstreamResponse,
 )
+from stellargate.providers.errors_common import answer_object, stream_not_json
 
 API_VERSION = "2023-06-01"  # the default; a provider's `headers` may set another
 # Client headers the identity path forwards (ChatRequest.headers), as the body was written for them.
@@ -65,10 +66,6 @@ def finish_reason(stop_reason: Any, json_tool: bool) -> FinishReason:
     if json_tool and stop_reason == "tool_use":
         return "stop"  # the forced JSON tool is the answer, not a call for the client to run
     return _FINISH.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
-
-
-def _not_json(raw: bytes) -> UpstreamError:
-    return UpstreamError("The upstream returned a body that is not JSON.", upstream_body=raw)
 
 
 @dataclass(slots=True)
@@ -128,13 +125,7 @@ class AnthropicAdapter:
     # -- identity path ----------------------------------------------------------------------
 
     def passthrough_usage(self, body: bytes) -> Usage | None:
-        try:
-            obj = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise _not_json(body) from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("content"), list):
-            raise UpstreamError("The upstream returned a response without content.", upstream_body=body)
-        return usage_from_json(obj.get("usage"))
+        return usage_from_json(answer_object(body, "content").get("usage"))
 
     def passthrough_stream_event(self, ev: SSEEvent, state: PassthroughState) -> bytes | None:
         kind = ev.event
@@ -155,12 +146,7 @@ class AnthropicAdapter:
     # -- translated path: responses ---------------------------------------------------------
 
     def translate_response(self, resp: UpstreamResponse, req: ChatRequest, target: Target) -> ChatResponse:
-        try:
-            obj = orjson.loads(resp.body)
-        except orjson.JSONDecodeError:
-            raise _not_json(resp.body) from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("content"), list):
-            raise UpstreamError("The upstream returned a response without content.", upstream_body=resp.body)
+        obj = answer_object(resp.body, "content")
         json_tool = uses_json_tool(req)
         texts: list[str] = []
         calls: list[ToolCall] = []
@@ -202,11 +188,7 @@ class AnthropicAdapter:
         try:
             obj = orjson.loads(ev.data)
         except orjson.JSONDecodeError:
-            return (
-                StreamFailed(
-                    UpstreamError("The upstream sent a stream event that is not JSON.", upstream_body=ev.data)
-                ),
-            )
+            return stream_not_json(ev.data)
         if not isinstance(obj, dict):
             return ()
         kind = obj.get("type") or ev.event

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from stellargate.errors import (
     GatewayError,
     InvalidRequest,
@@ -22,6 +20,7 @@ from stellargate.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from stellargate.providers.errors_common import json_or_none, with_retry_after
 
 # The status Anthropic pairs with each error type, for errors that arrive inside a stream.
 TYPE_STATUS = {
@@ -41,10 +40,7 @@ _STATUS_TYPE = {s: t for t, s in TYPE_STATUS.items()}
 
 def parse_error(raw: bytes) -> tuple[str | None, str | None]:
     """(error.type, error.message) of an Anthropic error body, or Nones when it is not one."""
-    try:
-        obj: Any = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None, None
+    obj = json_or_none(raw)
     e = obj.get("error") if isinstance(obj, dict) else None
     if not isinstance(e, dict):
         return None, None
@@ -56,12 +52,7 @@ def map_error(status: int, raw: bytes, retry_after: str | None = None) -> Gatewa
     kind, message = parse_error(raw)
     kind = kind or _STATUS_TYPE.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
     err = _by_type(kind, status, message or f"The upstream answered with HTTP {status}.", raw)
-    if retry_after is not None:
-        try:
-            err.retry_after = float(retry_after)
-        except ValueError:
-            pass
-    return err
+    return with_retry_after(err, retry_after)
 
 
 def _by_type(kind: str, status: int, message: str, raw: bytes) -> GatewayError:

@@ -34,6 +34,7 @@ from stellargate.providers.base import (
     UpstreamRequest,
     UpstreamResponse,
 )
+from stellargate.providers.errors_common import json_object, stream_not_json
 from stellargate.providers.gemini_errors import error_from_body, map_error
 from stellargate.providers.gemini_request import request_body
 from stellargate.providers.gemini_response import (
@@ -47,13 +48,7 @@ API_VERSION = "v1beta"  # the version with every feature used here (systemInstru
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("The upstream returned a body that is not JSON.", upstream_body=body) from None
-    if not isinstance(obj, dict):
-        raise UpstreamError("The upstream returned JSON that is not an object.", upstream_body=body)
-    return obj
+    return json_object(body, "The upstream returned JSON that is not an object.")
 
 
 def model_path(model: str) -> str:
@@ -130,8 +125,7 @@ class GeminiAdapter:
         try:
             obj = orjson.loads(ev.data)
         except orjson.JSONDecodeError:
-            err = UpstreamError("The upstream sent a stream event that is not JSON.", upstream_body=ev.data)
-            return (StreamFailed(err),)
+            return stream_not_json(ev.data)
         if isinstance(obj, list) and len(obj) == 1:
             obj = obj[0]
         if not isinstance(obj, dict):

@@ -14,8 +14,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
-
 from stellargate.errors import (
     GatewayError,
     InvalidRequest,
@@ -27,6 +25,7 @@ from stellargate.errors import (
     UpstreamUnavailable,
 )
 from stellargate.providers.base import UpstreamResponse
+from stellargate.providers.errors_common import map_json_error
 
 _BY_HTTP = {
     400: "INVALID_ARGUMENT",
@@ -96,15 +95,4 @@ def error_from_body(http_status: int, obj: Any, raw: bytes) -> GatewayError:
 
 
 def map_error(resp: UpstreamResponse) -> GatewayError:
-    try:
-        obj = orjson.loads(resp.body)
-    except orjson.JSONDecodeError:
-        obj = None
-    err = error_from_body(resp.status, obj, resp.body)
-    ra = resp.header("retry-after")
-    if ra is not None:
-        try:
-            err.retry_after = float(ra)
-        except ValueError:
-            pass
-    return err
+    return map_json_error(resp, error_from_body)

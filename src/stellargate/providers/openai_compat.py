@@ -45,6 +45,7 @@ from stellargate.providers.base import (
     UpstreamRequest,
     UpstreamResponse,
 )
+from stellargate.providers.errors_common import answer_object, map_json_error, not_json, stream_not_json
 from stellargate.providers.openai_compat_extra import OpenAIExtras
 
 
@@ -188,46 +189,17 @@ class OpenAICompatAdapter(OpenAIExtras):
         return h
 
     def translate_request(self, req: ChatRequest, target: Target) -> UpstreamRequest:
-        body = request_json(req, target.upstream_model)
-        return UpstreamRequest(
-            "POST",
-            target.base_url + "/chat/completions",
-            self._headers(target),
-            orjson.dumps(body),
-            stream=req.stream,
-        )
+        return self._post(target, "/chat/completions", request_json(req, target.upstream_model), req.stream)
 
     def passthrough_request(
         self, req: ChatRequest, target: Target
     ) -> tuple[UpstreamRequest, PassthroughState]:
-        body = dict(req.raw or {})
-        body["model"] = target.upstream_model
-        strip = False
-        if req.stream and not req.include_usage:
-            # Meter every stream: ask upstream for usage, and take it back out for the client.
-            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-            strip = True
-        up = UpstreamRequest(
-            "POST",
-            target.base_url + "/chat/completions",
-            self._headers(target),
-            orjson.dumps(body),
-            stream=req.stream,
-        )
-        return up, PassthroughState(strip_usage=strip)
+        return self._forward(req, target, "/chat/completions")
 
     # -- responses --------------------------------------------------------------------------
 
     def passthrough_usage(self, body: bytes) -> Usage | None:
-        try:
-            obj = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(
-                "The upstream returned a body that is not JSON.", upstream_body=body
-            ) from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list):
-            raise UpstreamError("The upstream returned a response without choices.", upstream_body=body)
-        return usage_from_json(obj.get("usage"))
+        return usage_from_json(answer_object(body, "choices").get("usage"))
 
     def passthrough_stream_event(self, ev: SSEEvent, state: PassthroughState) -> bytes | None:
         if ev.data == b"[DONE]":
@@ -254,9 +226,7 @@ class OpenAICompatAdapter(OpenAIExtras):
         try:
             obj = orjson.loads(resp.body)
         except orjson.JSONDecodeError:
-            raise UpstreamError(
-                "The upstream returned a body that is not JSON.", upstream_body=resp.body
-            ) from None
+            raise not_json(resp.body) from None
         choices: list[Choice] = []
         for c in obj.get("choices") or []:
             msg = c.get("message") or {}
@@ -297,11 +267,7 @@ class OpenAICompatAdapter(OpenAIExtras):
         try:
             obj = orjson.loads(ev.data)
         except orjson.JSONDecodeError:
-            return (
-                StreamFailed(
-                    UpstreamError("The upstream sent a stream event that is not JSON.", upstream_body=ev.data)
-                ),
-            )
+            return stream_not_json(ev.data)
         if not isinstance(obj, dict):
             return ()
         if "error" in obj:
@@ -340,18 +306,7 @@ class OpenAICompatAdapter(OpenAIExtras):
     # -- errors -----------------------------------------------------------------------------
 
     def map_error(self, resp: UpstreamResponse) -> GatewayError:
-        try:
-            obj = orjson.loads(resp.body)
-        except orjson.JSONDecodeError:
-            obj = None
-        err = self._error_from_body(resp.status, obj, resp.body)
-        ra = resp.header("retry-after")
-        if ra is not None:
-            try:
-                err.retry_after = float(ra)
-            except ValueError:
-                pass
-        return err
+        return map_json_error(resp, self._error_from_body)
 
     def _error_from_body(self, status: int, obj: Any, raw: bytes) -> GatewayError:
         e = obj.get("error") if isinstance(obj, dict) else None

@@ -22,6 +22,7 @@ from stellargate.core.usage import Usage
 from stellargate.dialects.openai import usage_from_json
 from stellargate.errors import UpstreamError
 from stellargate.providers.base import PassthroughState, Target, UpstreamRequest, UpstreamResponse
+from stellargate.providers.errors_common import json_object
 
 # Provider types whose servers have no legacy /v1/completions endpoint: their legacy completions
 # are translated to chat (see pipeline/nonchat.py). A server of type `openai` behind another
@@ -30,13 +31,7 @@ NO_LEGACY_COMPLETIONS = frozenset({"groq", "deepseek", "mistral"})
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("The upstream returned a body that is not JSON.", upstream_body=body) from None
-    if not isinstance(obj, dict):
-        raise UpstreamError("The upstream returned a body that is not a JSON object.", upstream_body=body)
-    return obj
+    return json_object(body, "The upstream returned a body that is not a JSON object.")
 
 
 def _tail_usage(body: bytes) -> dict[str, Any] | None:
@@ -82,6 +77,19 @@ class OpenAIExtras:
             "POST", target.base_url + path, self._headers(target), orjson.dumps(body), stream=stream
         )
 
+    def _forward(
+        self, req: ChatRequest, target: Target, path: str
+    ) -> tuple[UpstreamRequest, PassthroughState]:
+        """The identity path: the client's body to ``path`` with only the model rewritten."""
+        body = dict(req.raw or {})
+        body["model"] = target.upstream_model
+        strip = False
+        if req.stream and not req.include_usage:
+            # Meter every stream: ask upstream for usage, and take it back out for the client.
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+            strip = True
+        return self._post(target, path, body, req.stream), PassthroughState(strip_usage=strip)
+
     # -- legacy completions -----------------------------------------------------------------
 
     def serves_completions(self, target: Target) -> bool:
@@ -90,14 +98,7 @@ class OpenAIExtras:
     def completions_passthrough(
         self, req: ChatRequest, target: Target
     ) -> tuple[UpstreamRequest, PassthroughState]:
-        body = dict(req.raw or {})
-        body["model"] = target.upstream_model
-        strip = False
-        if req.stream and not req.include_usage:
-            # Meter every stream: ask for usage, and take it back out for the client.
-            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-            strip = True
-        return self._post(target, "/completions", body, req.stream), PassthroughState(strip_usage=strip)
+        return self._forward(req, target, "/completions")
 
     # -- embeddings -------------------------------------------------------------------------
 

@@ -19,11 +19,9 @@ from stellargate.core.request import ChatRequest, ImagePart
 from stellargate.dialects.anthropic import AnthropicDialect
 from stellargate.dialects.anthropic_parse import parse_messages_request, untranslatable
 from stellargate.errors import NotFound
-from stellargate.pipeline.auth import AuthStage, authenticate, check_model, check_scope, model_allowed
-from stellargate.pipeline.context import Context, Next, chain
-from stellargate.pipeline.invoke import Invoker
-from stellargate.pipeline.routing import RoutingStage
-from stellargate.pipeline.usage import UsageStage
+from stellargate.pipeline.auth import authenticate, check_model, check_scope, model_allowed
+from stellargate.pipeline.chains import model_chain, translatable
+from stellargate.pipeline.context import Context
 from stellargate.runtime import Runtime
 from stellargate.web import Request, Result, Router, json_reply
 
@@ -45,28 +43,11 @@ def estimate_input_tokens(req: ChatRequest) -> int:
     )
 
 
-async def _parse(ctx: Context, call_next: Next) -> Result:
-    ctx.request = ctx.dialect.parse_request(ctx.http.json(), ctx.http)
-    return await call_next(ctx)
-
-
-async def _translatable(ctx: Context, call_next: Next) -> Result:
-    assert ctx.request is not None and ctx.target is not None
-    if ctx.target.adapter.native_dialect != ctx.request.dialect:
-        err = untranslatable(ctx.request)
-        if err is not None:
-            raise err
-    return await call_next(ctx)
-
-
 class AnthropicRoutes:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.dialect = AnthropicDialect()
-        self.pipeline = chain(
-            [AuthStage(rt.keys), UsageStage(rt.outbox), _parse, RoutingStage(rt.models), _translatable],
-            Invoker(rt.transport),
-        )
+        self.pipeline = model_chain(rt, checks=[translatable(untranslatable)])
         self._limit = rt.settings.server.max_body_bytes
 
     def register(self, router: Router) -> None:

@@ -7,18 +7,11 @@ from typing import Any, Protocol
 from stellargate.dialects.base import Dialect
 from stellargate.dialects.openai import OpenAIDialect, bearer
 from stellargate.errors import GatewayError, NotFound
-from stellargate.pipeline.auth import AuthStage, authenticate, check_scope, model_allowed
-from stellargate.pipeline.context import Context, Next, chain
-from stellargate.pipeline.invoke import Invoker
-from stellargate.pipeline.routing import RoutingStage
-from stellargate.pipeline.usage import UsageStage
+from stellargate.pipeline.auth import authenticate, check_scope, model_allowed
+from stellargate.pipeline.chains import model_chain
+from stellargate.pipeline.context import Context
 from stellargate.runtime import Runtime
 from stellargate.web import Reply, Request, Result, Router, json_reply
-
-
-async def _parse(ctx: Context, call_next: Next) -> Result:
-    ctx.request = ctx.dialect.parse_request(ctx.http.json(), ctx.http)
-    return await call_next(ctx)
 
 
 class ModelsView(Protocol):
@@ -34,12 +27,7 @@ class OpenAIRoutes:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.dialect = OpenAIDialect()
-        # The usage stage sits right after auth, so that every authenticated call leaves a record,
-        # refused ones included.
-        self.chat_pipeline = chain(
-            [AuthStage(rt.keys), UsageStage(rt.outbox), _parse, RoutingStage(rt.models)],
-            Invoker(rt.transport),
-        )
+        self.chat_pipeline = model_chain(rt)
         self._limit = rt.settings.server.max_body_bytes
         self._views: list[ModelsView] = []
 

@@ -14,36 +14,30 @@ from stellargate.dialects.openai_extra import (
     render_embeddings,
     render_images,
 )
-from stellargate.pipeline.auth import AuthStage
-from stellargate.pipeline.context import Context, Next, chain
+from stellargate.pipeline.chains import model_chain
+from stellargate.pipeline.context import Context
 from stellargate.pipeline.invoke import Invoker
 from stellargate.pipeline.nonchat import EmbeddingsInvoker, ImagesInvoker, completions_identity, parse_stage
-from stellargate.pipeline.routing import RoutingStage
-from stellargate.pipeline.usage import UsageStage
 from stellargate.runtime import Runtime
 from stellargate.web import Request, Result, Router
-
-
-async def _parse_chat(ctx: Context, call_next: Next) -> Result:
-    ctx.request = ctx.dialect.parse_request(ctx.http.json(), ctx.http)
-    return await call_next(ctx)
 
 
 class OpenAIMoreRoutes:
     def __init__(self, rt: Runtime) -> None:
         self.dialect = OpenAIDialect()
         self.completions_dialect = OpenAICompletionsDialect()
-        auth, usage, routing = AuthStage(rt.keys), UsageStage(rt.outbox), RoutingStage(rt.models)
-        self.completions_pipeline = chain(
-            [auth, usage, _parse_chat, routing], Invoker(rt.transport, identity=completions_identity)
+        self.completions_pipeline = model_chain(
+            rt, terminal=Invoker(rt.transport, identity=completions_identity)
         )
-        self.embeddings_pipeline = chain(
-            [auth, usage, parse_stage(parse_embeddings_request), routing],
-            EmbeddingsInvoker(rt.transport, render_embeddings),
+        self.embeddings_pipeline = model_chain(
+            rt,
+            parse=parse_stage(parse_embeddings_request),
+            terminal=EmbeddingsInvoker(rt.transport, render_embeddings),
         )
-        self.images_pipeline = chain(
-            [auth, usage, parse_stage(parse_images_request), routing],
-            ImagesInvoker(rt.transport, render_images),
+        self.images_pipeline = model_chain(
+            rt,
+            parse=parse_stage(parse_images_request),
+            terminal=ImagesInvoker(rt.transport, render_images),
         )
         self._limit = rt.settings.server.max_body_bytes
 

@@ -10,20 +10,13 @@ from __future__ import annotations
 from stellargate.dialects.tasks import TasksDialect
 from stellargate.errors import InvalidRequest
 from stellargate.pipeline.auth import check_scope
-from stellargate.pipeline.context import Context, Next, chain
-from stellargate.pipeline.invoke import Invoker
-from stellargate.pipeline.routing import RoutingStage
+from stellargate.pipeline.chains import model_chain
+from stellargate.pipeline.context import Context, Next
 from stellargate.pipeline.task_auth import TaskAuth, TaskAuthStage
-from stellargate.pipeline.usage import UsageStage
 from stellargate.runtime import Runtime
 from stellargate.web import Handler, Request, Result, Router, json_reply
 
 DIALECT = "tasks"
-
-
-async def _parse(ctx: Context, call_next: Next) -> Result:
-    ctx.request = ctx.dialect.parse_request(ctx.http.json(), ctx.http)
-    return await call_next(ctx)
 
 
 async def _structured_output(ctx: Context, call_next: Next) -> Result:
@@ -45,16 +38,7 @@ class TaskRoutes:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.auth = TaskAuth(rt.keys, rt.settings.task_api_secret_token)
-        self.pipeline = chain(
-            [
-                TaskAuthStage(self.auth),
-                UsageStage(rt.outbox),
-                _parse,
-                RoutingStage(rt.models),
-                _structured_output,
-            ],
-            Invoker(rt.transport),
-        )
+        self.pipeline = model_chain(rt, auth=TaskAuthStage(self.auth), checks=[_structured_output])
         self._limit = rt.settings.server.max_body_bytes
         self._info = TasksDialect()  # reads the key of the two informational endpoints
 
