@@ -47,10 +47,12 @@ class Target:
     public_model: str  # the id the client sent
     model: ModelSettings | None = None
     price: Price | None = None
+    # The model's own timeouts merged over the provider's (settings.TimeoutOverrides), if any.
+    model_timeouts: Timeouts | None = None
 
     @property
     def timeouts(self) -> Timeouts:
-        return self.settings.timeouts
+        return self.model_timeouts or self.settings.timeouts
 
 
 @dataclass(slots=True)
