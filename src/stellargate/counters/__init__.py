@@ -1,0 +1,80 @@
+"""Counters behind limits and budgets: reserve before the upstream call, settle after it.
+
+A ``CounterStore`` checks and reserves every limit of one request in one atomic step (one lock-free
+step of the event loop in memory, one Lua script on Redis), so no interleaving of concurrent
+requests can admit one that the limits refuse. Three kinds of counter:
+
+- ``r`` rate, a GCRA (generic cell rate algorithm): one "theoretical arrival time" per limit. A
+  limit of N per period P lets an idle key send N at once, then exactly N/P per second.
+- ``c`` concurrency: requests in flight, each holding a slot until it settles (on Redis a sorted
+  set scored by a deadline, so that a replica that dies cannot hold slots for ever).
+- ``q`` quota: a calendar period's committed use plus what open reservations hold, refused when
+  committed + reserved + this request's worst case would pass the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Kind = Literal["r", "c", "q"]
+EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One limit of one request. ``period``: a rate's window in seconds; for a concurrency slot
+    the seconds before a lost one expires; for a quota the seconds left in its calendar period."""
+
+    kind: Kind
+    key: str  # the counter's name in the store
+    limit: float
+    period: float
+    cost: float  # reserved: requests, tokens or nano-USD
+
+
+@dataclass(slots=True)
+class Decision:
+    ok: bool
+    failed: int = -1  # index of the first item that refused
+    retry_after: float = 0.0
+    remaining: list[float] = field(default_factory=list)  # per item, after this reservation
+    reset: list[float] = field(default_factory=list)  # per item, seconds until it is whole again
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a counter holds now: ``used`` (rates: consumed of the window; quotas: committed),
+    ``reserved`` (quotas and concurrency: held by requests in flight), ``remaining``, ``reset``."""
+
+    used: float
+    reserved: float
+    remaining: float
+    reset: float
+
+
+class CounterUnavailable(Exception):
+    """The shared counter store cannot be reached (Redis down)."""
+
+
+class CounterStore(Protocol):
+    async def reserve(self, items: Sequence[Item], token: str) -> Decision:
+        """Check every item and, only when all admit, reserve them all at once."""
+        ...
+
+    def settle(self, items: Sequence[Item], token: str, actual: Sequence[float]) -> None:
+        """Replace each reservation by the real use (``actual`` per item) and release the rest.
+        Never blocks the caller: a remote store settles in the background and retries."""
+        ...
+
+    async def read(self, items: Sequence[Item]) -> list[Usage]:
+        """The current state of items, without changing it (for the admin API)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def refund(store: CounterStore, items: Sequence[Item], token: str) -> None:
+    """Release a reservation that never reached the upstream: nothing was used."""
+    store.settle(items, token, [0.0] * len(items))

@@ -1,0 +1,143 @@
+"""In-process counters: the single-process default.
+
+Atomicity needs no lock: ``reserve`` never awaits between its check and its update, so on one
+event loop no other request can interleave (asyncio switches tasks only at an ``await``).
+Rates and concurrency use the monotonic clock; quota keys carry their calendar period in their
+name, and expire with it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from stellargate.counters import EPS, Decision, Item, Usage
+
+SWEEP_EVERY = 60.0  # seconds between sweeps of expired rate and quota state
+
+
+class MemoryCounterStore:
+    def __init__(self) -> None:
+        self._tat: dict[str, float] = {}  # rate: theoretical arrival time (monotonic seconds)
+        self._inflight: dict[str, int] = {}
+        self._quota: dict[str, list[float]] = {}  # [committed, reserved]
+        self._expires: dict[str, float] = {}  # quota key -> wall time after its period
+        self._next_sweep = time.monotonic() + SWEEP_EVERY
+
+    def seed(self, key: str, committed: float, period_left: float) -> None:
+        """Start a quota from use recorded before this process started (the usage ledger)."""
+        self._quota[key] = [committed, 0.0]
+        self._expires[key] = time.time() + period_left
+
+    async def reserve(self, items: Sequence[Item], token: str) -> Decision:
+        return self.reserve_now(items)
+
+    def reserve_now(self, items: Sequence[Item]) -> Decision:
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        n = len(items)
+        remaining = [0.0] * n
+        reset = [0.0] * n
+        new_tat = [0.0] * n
+        failed, retry = -1, 0.0
+        for i, it in enumerate(items):
+            if it.kind == "r":
+                tat = max(self._tat.get(it.key, now), now)
+                t = it.period / it.limit if it.limit > 0 else float("inf")
+                new = tat + it.cost * t
+                over = new - now - it.period
+                if over > EPS or it.limit <= 0:
+                    remaining[i], reset[i] = max(0.0, (it.period - (tat - now)) / t), tat - now
+                    if failed < 0:
+                        failed = i
+                        retry = over if it.cost <= it.limit and it.limit > 0 else it.period
+                else:
+                    new_tat[i] = new
+                    remaining[i], reset[i] = (it.period - (new - now)) / t, new - now
+            elif it.kind == "c":
+                used = self._inflight.get(it.key, 0)
+                if used + 1 > it.limit:
+                    remaining[i], reset[i] = 0.0, 1.0
+                    if failed < 0:
+                        failed, retry = i, 1.0
+                else:
+                    remaining[i] = it.limit - used - 1
+            else:
+                c, r = self._quota.get(it.key, (0.0, 0.0))
+                left = it.limit - c - r
+                reset[i] = it.period
+                if it.cost > left + EPS or (it.cost == 0 and left <= EPS):
+                    remaining[i] = max(0.0, left)
+                    if failed < 0:
+                        failed, retry = i, it.period
+                else:
+                    remaining[i] = left - it.cost
+        if failed >= 0:
+            return Decision(False, failed, retry, remaining, reset)
+        wall = time.time()
+        for i, it in enumerate(items):
+            if it.kind == "r":
+                self._tat[it.key] = new_tat[i]
+            elif it.kind == "c":
+                self._inflight[it.key] = self._inflight.get(it.key, 0) + 1
+            else:
+                q = self._quota.get(it.key)
+                if q is None:
+                    q = self._quota[it.key] = [0.0, 0.0]
+                    self._expires[it.key] = wall + it.period
+                q[1] += it.cost
+        return Decision(True, -1, 0.0, remaining, reset)
+
+    def settle(self, items: Sequence[Item], token: str, actual: Sequence[float]) -> None:
+        now = time.monotonic()
+        for it, used in zip(items, actual, strict=True):
+            if it.kind == "r":
+                delta = used - it.cost
+                tat = self._tat.get(it.key)
+                if delta and tat is not None and it.limit > 0:
+                    # A refund moves the arrival time back, but never before now: credit cannot
+                    # be saved up beyond a full bucket.
+                    self._tat[it.key] = max(now, tat + delta * it.period / it.limit)
+            elif it.kind == "c":
+                n = self._inflight.get(it.key, 0) - 1
+                if n > 0:
+                    self._inflight[it.key] = n
+                else:
+                    self._inflight.pop(it.key, None)
+            else:
+                q = self._quota.get(it.key)
+                if q is not None:  # None: its period ended (and was swept) while in flight
+                    q[1] = max(0.0, q[1] - it.cost)
+                    q[0] += used
+
+    async def read(self, items: Sequence[Item]) -> list[Usage]:
+        now = time.monotonic()
+        out = []
+        for it in items:
+            if it.kind == "r":
+                t = it.period / it.limit if it.limit > 0 else float("inf")
+                wait = max(0.0, self._tat.get(it.key, now) - now)
+                used = min(it.limit, wait / t)
+                out.append(Usage(used, 0.0, it.limit - used, wait))
+            elif it.kind == "c":
+                n = self._inflight.get(it.key, 0)
+                out.append(Usage(0.0, n, max(0.0, it.limit - n), 0.0))
+            else:
+                c, r = self._quota.get(it.key, (0.0, 0.0))
+                out.append(Usage(c, r, max(0.0, it.limit - c - r), it.period))
+        return out
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + SWEEP_EVERY
+        for k in [k for k, tat in self._tat.items() if tat <= now]:
+            del self._tat[k]
+        wall = time.time()
+        for k in [k for k, exp in self._expires.items() if exp <= wall]:
+            self._expires.pop(k, None)
+            q = self._quota.get(k)
+            if q is not None and q[1] <= 0:
+                del self._quota[k]
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,166 @@
+"""Counters in Redis, shared by every worker and replica: one Lua script per reserve, settle or
+read (see ``lua.py``), so a check and its reservation are one atomic step on the server.
+
+When Redis cannot be reached, ``reserve`` raises ``CounterUnavailable`` at once (the limits
+stage then fails open or closed by the kind of limit) and further calls fail fast for
+``RETRY_AFTER`` seconds instead of waiting on a dead socket each time; the first call after that
+tries again, so enforcement resumes within that time of Redis returning. Settlements that could
+not be sent are kept (bounded) and retried in the background: a reservation must not hold budget
+for ever because Redis blinked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from stellargate.counters import CounterUnavailable, Decision, Item, Usage
+from stellargate.counters.lua import READ, RESERVE, SETTLE
+from stellargate.counters.resp import RespClient, RespError
+
+log = logging.getLogger("stellargate.limits")
+
+RETRY_AFTER = 1.0  # seconds of failing fast after Redis was unreachable
+MAX_PENDING = 100_000  # settlement batches kept while Redis is down
+SETTLE_BATCH = 256  # counters per settlement script call
+SETTLE_DELAY = 0.002  # seconds a settlement may wait for company (it frees capacity that late)
+
+
+def _num(v: float) -> str:
+    return repr(float(v)) if v != int(v) else str(int(v))
+
+
+class RedisCounterStore:
+    def __init__(self, url: str, *, timeout: float = 0.5) -> None:
+        # Its own client (see resp.py for why not redis-py), with a short timeout: a hung Redis
+        # must not hang requests.
+        self._r = RespClient(url, timeout=timeout)
+        self._sha: dict[str, str] = {}
+        self._down_until = 0.0
+        self._pending: deque[tuple[list[str], list[str]]] = deque()
+        self._flusher: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._batch_keys: list[str] = []
+        self._batch: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self.failures = 0  # calls that found Redis unreachable
+
+    async def _eval(
+        self, script: str, keys: list[str], args: list[str], orphan: Callable[[Any], None] | None = None
+    ) -> Any:
+        sha = self._sha.get(script)
+        try:
+            if sha is not None:
+                try:
+                    return await self._r.call("EVALSHA", sha, str(len(keys)), *keys, *args, orphan=orphan)
+                except RespError as e:
+                    if not str(e).startswith("NOSCRIPT"):
+                        raise
+                    # Redis restarted and lost its script cache: load it again.
+            sha = (await self._r.call("SCRIPT", "LOAD", script)).decode()
+            self._sha[script] = sha
+            return await self._r.call("EVALSHA", sha, str(len(keys)), *keys, *args, orphan=orphan)
+        except (RespError, OSError, TimeoutError) as e:
+            # OSError covers refused and lost connections (ConnectionError is one).
+            self.failures += 1
+            self._down_until = time.monotonic() + RETRY_AFTER
+            raise CounterUnavailable(str(e) or type(e).__name__) from e
+
+    def _check_up(self) -> None:
+        if time.monotonic() < self._down_until:
+            self.failures += 1
+            raise CounterUnavailable("Redis was unreachable moments ago")
+
+    async def reserve(self, items: Sequence[Item], token: str) -> Decision:
+        self._check_up()
+        keys = [it.key for it in items]
+        args: list[str] = []
+        for it in items:
+            args += (it.kind, _num(it.limit), _num(it.period), _num(it.cost), token)
+
+        def orphan(reply: Any) -> None:
+            # The request was cancelled (its client left) while the script ran: give back what
+            # the script reserved, or it would hold budget and a slot until they expire.
+            if isinstance(reply, list) and int(reply[0]) < 0:
+                self.settle(items, token, [0.0] * len(items))
+
+        if self._batch:
+            self._send_batch()  # first, so that what they release counts for this reservation
+        out = await self._eval(RESERVE, keys, args, orphan)
+        failed = int(out[0])
+        vals = [float(v) for v in out[2:]]
+        return Decision(failed < 0, failed, float(out[1]), vals[0::2], vals[1::2])
+
+    def settle(self, items: Sequence[Item], token: str, actual: Sequence[float]) -> None:
+        if self._timer is None:
+            # Settlements wait up to SETTLE_DELAY to go as one script call, together with the next
+            # reservation's command when one comes sooner (one write, one system call, for both).
+            self._timer = asyncio.get_running_loop().call_later(SETTLE_DELAY, self._send_batch)
+        keys, args = self._batch_keys, self._batch
+        for it, used in zip(items, actual, strict=True):
+            keys.append(it.key)
+            args += (it.kind, _num(it.limit), _num(it.period), _num(it.cost), _num(used), token)
+
+    def _send_batch(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        keys, args = self._batch_keys, self._batch
+        self._batch_keys, self._batch = [], []
+        for i in range(0, len(keys), SETTLE_BATCH):
+            task = asyncio.get_running_loop().create_task(
+                self._settle(keys[i : i + SETTLE_BATCH], args[6 * i : 6 * (i + SETTLE_BATCH)])
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, keys: list[str], args: list[str]) -> None:
+        try:
+            if self._pending:
+                raise CounterUnavailable("earlier settlements are still waiting")  # keep their order
+            self._check_up()
+            await self._eval(SETTLE, keys, args)
+        except CounterUnavailable:
+            if len(self._pending) >= MAX_PENDING:
+                log.error("counter settlements dropped: Redis has been unreachable too long")
+                return
+            self._pending.append((keys, args))
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._pending:
+            await asyncio.sleep(RETRY_AFTER / 2)
+            try:
+                while self._pending:
+                    keys, args = self._pending[0]
+                    await self._eval(SETTLE, keys, args)
+                    self._pending.popleft()
+            except CounterUnavailable:
+                continue
+        log.info("pending counter settlements sent")
+
+    async def read(self, items: Sequence[Item]) -> list[Usage]:
+        args: list[str] = []
+        for it in items:
+            args += (it.kind, _num(it.limit), _num(it.period))
+        out = await self._eval(READ, [it.key for it in items], args)
+        vals = [float(v) for v in out]
+        res = []
+        for i, it in enumerate(items):
+            used, reserved, reset = vals[3 * i : 3 * i + 3]
+            res.append(Usage(used, reserved, max(0.0, it.limit - used - reserved), reset))
+        return res
+
+    async def close(self) -> None:
+        if self._batch:
+            self._send_batch()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2)
+        if self._flusher is not None:
+            self._flusher.cancel()
+        await self._r.close()

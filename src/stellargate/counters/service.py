@@ -1,0 +1,91 @@
+"""What a process holds for limits: the policy, the counter store, outage counts; and how it starts.
+
+The store is Redis whenever Redis is configured (every worker and replica then shares exact
+counters), else in-process. In-process spend and token budgets survive a restart: at start-up
+they are seeded from the usage ledger, one aggregate query per calendar period (this UTC day and
+this UTC month), so a restarted gateway does not grant a key its budget a second time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from stellargate.counters import CounterStore
+from stellargate.counters.memory import MemoryCounterStore
+from stellargate.counters.policy import NANO, QUOTAS, Policy, Spec, counter_key, period_bounds, period_start
+from stellargate.counters.redis import RedisCounterStore
+from stellargate.settings import Settings
+from stellargate.storage.records import UsageLedger
+
+log = logging.getLogger("stellargate.limits")
+
+
+class Limits:
+    def __init__(self, policy: Policy, store: CounterStore, *, fail_open: bool) -> None:
+        self.policy = policy
+        self.store = store
+        self.fail_open = fail_open
+        self.unavailable_open = 0  # requests admitted unchecked while the store was unreachable
+        self.unavailable_closed = 0  # requests refused because the store was unreachable
+        self._last_log = 0.0
+
+    def outage(self, admitted: bool, err: Exception) -> None:
+        if admitted:
+            self.unavailable_open += 1
+        else:
+            self.unavailable_closed += 1
+        now = time.monotonic()
+        if now - self._last_log >= 5.0:  # one line per 5 s with the counts, not one per request
+            self._last_log = now
+            log.warning(
+                "limit counters unreachable (%s): %d requests admitted unchecked (rate limits fail %s), "
+                "%d refused (budgets fail closed) so far",
+                err, self.unavailable_open, "open" if self.fail_open else "closed", self.unavailable_closed,
+            )  # fmt: skip
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+async def start_limits(settings: Settings, ledger: UsageLedger) -> Limits:
+    policy = Policy(settings)
+    store: CounterStore
+    if settings.redis:
+        store = RedisCounterStore(settings.redis)
+    else:
+        mem = MemoryCounterStore()
+        await seed_from_ledger(mem, ledger)
+        store = mem
+        if settings.server.workers > 1:
+            log.warning(
+                "%d workers share no counters without Redis: each enforces the limits on its own, so a "
+                "key may get up to %d times its limits; configure redis: for exact limits",
+                settings.server.workers, settings.server.workers,
+            )  # fmt: skip
+    return Limits(policy, store, fail_open=settings.rate_limit_fail_open)
+
+
+async def seed_from_ledger(store: MemoryCounterStore, ledger: UsageLedger, now: float | None = None) -> None:
+    now = time.time() if now is None else now
+    for name, (unit, calendar) in QUOTAS.items():
+        spec = Spec(name, "q", unit, 0.0, 0.0, calendar)
+        pid, left = period_bounds(calendar, now)
+        cursor: str | None = None
+        for _ in range(10_000):  # bounded: pages of 1000 keys
+            rows, cursor = await ledger.aggregate(
+                group_by="key", since=period_start(calendar, now), limit=1000, cursor=cursor
+            )
+            for row in rows:
+                kid = row.get("group") or row.get("key_id")
+                if not kid:
+                    continue
+                if unit == "usd":
+                    used = math.ceil(float(row.get("cost_usd") or 0.0) * NANO)
+                else:
+                    used = int(row.get("prompt_tokens") or 0) + int(row.get("completion_tokens") or 0)
+                if used:
+                    store.seed(counter_key(str(kid), spec, pid), used, left)
+            if cursor is None:
+                break

@@ -1,0 +1,178 @@
+"""What a request may consume at most, reserved before it goes upstream: prompt tokens counted
+with a real BPE tokenizer, plus the most completion tokens it may get, priced from the model table.
+
+Tokenizers (the ``bpe-openai`` package, which ships its encodings, so nothing is downloaded at
+run time): ``o200k_base`` for gpt-4o, gpt-4.1, gpt-5 and the o-series; ``cl100k_base`` for older
+OpenAI models and, as a documented approximation, for every other family (Claude, Gemini, Llama,
+Mistral tokenize differently; their counts are within a few tens of percent). The count is made
+once per request, per message, remembering the counts of texts that recur (a system prompt); at
+most ``PREFIX_CHARS`` new characters are counted per request, the rest extrapolated from the
+tokens per character seen so far, so a huge prompt costs no more than a small one to count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from stellargate.core.embeddings import EmbeddingsRequest
+from stellargate.core.images import ImagesRequest
+from stellargate.core.request import ChatRequest, ImagePart
+from stellargate.providers.base import Target
+
+PREFIX_CHARS = 8192
+TOKENS_PER_MESSAGE = 4  # role and separators, as OpenAI's chat format adds them
+TOKENS_PER_IMAGE = 1600  # a high-detail image's worst case is near this on every provider
+CACHE_ENTRIES = 2048  # remembered counts (at most PREFIX_CHARS characters each: ~16 MB at worst)
+DEFAULT_MAX_COMPLETION = 4096  # neither the request nor the model says how long an answer may be
+
+
+class _Counter(Protocol):
+    def count(self, text: str) -> int: ...
+
+
+_tokenizers: dict[str, _Counter] = {}
+
+
+def _load(encoding: str) -> _Counter:
+    """The Rust binding alone. Importing the ``bpe_openai`` package would also build its
+    tiktoken-compatible tables in Python (0.6 s, ~70 MB); the binding's own ``count()`` needs none
+    of that and costs about 1 µs for a short prompt (20 µs through the compatible wrapper)."""
+    spec = importlib.util.find_spec("bpe_openai")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the bpe-openai package is not installed")
+    (folder,) = list(spec.submodule_search_locations)[:1]
+    path = next(Path(folder).glob("_bindings*.so"))
+    bspec = importlib.util.spec_from_file_location("bpe_openai._bindings", path)
+    assert bspec is not None and bspec.loader is not None
+    module = importlib.util.module_from_spec(bspec)
+    bspec.loader.exec_module(module)
+    tok: _Counter = module.tokenizer_for_encoding(encoding)
+    return tok
+
+
+def is_ready(encoding: str) -> bool:
+    return encoding in _tokenizers
+
+
+async def ready(encoding: str) -> None:
+    """Load a tokenizer (~50 ms) in a thread the first time it is needed, not on the event loop."""
+    if encoding not in _tokenizers:
+        _tokenizers[encoding] = await asyncio.to_thread(_load, encoding)
+
+
+def _tokenizer(encoding: str) -> _Counter:
+    tok = _tokenizers.get(encoding)
+    if tok is None:
+        tok = _tokenizers[encoding] = _load(encoding)
+    return tok
+
+
+@lru_cache(maxsize=1024)
+def encoding_for(model: str) -> str:
+    m = model.rsplit("/", 1)[-1].lower()
+    if m.startswith(("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o", "gpt-oss")):
+        return "o200k_base"
+    return "cl100k_base"
+
+
+def count_text(text: str, encoding: str) -> int:
+    if not text:
+        return 0
+    tok = _tokenizer(encoding)
+    if len(text) <= PREFIX_CHARS:
+        return int(tok.count(text))
+    head = tok.count(text[:PREFIX_CHARS])
+    return math.ceil(head * len(text) / PREFIX_CHARS)
+
+
+_counted: dict[tuple[str, str], int] = {}
+
+
+class _Budget:
+    """Counts the texts of one request, at most PREFIX_CHARS new characters of them."""
+
+    __slots__ = ("chars", "encoding", "left", "tokens")
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self.left = PREFIX_CHARS
+        self.chars = self.tokens = 0  # what was counted, for the ratio of the rest
+
+    def count(self, text: str) -> int:
+        n = len(text)
+        if n < 64 or n > PREFIX_CHARS:
+            return self._fresh(text)
+        k = (self.encoding, text)
+        found = _counted.get(k)
+        if found is not None:
+            return found
+        if n > self.left:
+            return self._fresh(text)  # over the budget: extrapolated, and not remembered
+        found = self._fresh(text)
+        if len(_counted) >= CACHE_ENTRIES:
+            _counted.clear()
+        _counted[k] = found
+        return found
+
+    def _fresh(self, text: str) -> int:
+        n = len(text)
+        if n <= self.left:
+            self.left -= n
+            t = count_text(text, self.encoding)
+        elif self.left >= 1024:
+            head, self.left = text[: self.left], 0
+            t = math.ceil(count_text(head, self.encoding) * n / len(head))
+        else:
+            ratio = self.tokens / self.chars if self.chars else 0.3
+            return math.ceil(n * ratio)
+        self.chars += n
+        self.tokens += t
+        return t
+
+
+def chat_prompt_tokens(req: ChatRequest, encoding: str) -> int:
+    b = _Budget(encoding)
+    tokens = TOKENS_PER_MESSAGE * len(req.messages) + 3
+    for m in req.messages:
+        for p in m.content:
+            text = getattr(p, "text", None)
+            if text is not None:
+                tokens += b.count(text)
+            elif isinstance(p, ImagePart):
+                tokens += TOKENS_PER_IMAGE
+        for t in m.tool_calls:
+            tokens += b.count(t.name) + b.count(t.arguments)
+    for tool in req.tools or ():
+        tokens += b.count(f"{tool.name} {tool.description or ''} {tool.parameters or ''}")
+    return tokens
+
+
+def max_completion_tokens(req: ChatRequest, target: Target, prompt: int) -> int:
+    if req.max_tokens is not None:
+        return req.max_tokens
+    ms = target.model
+    if ms is not None and ms.max_output_tokens is not None:
+        return ms.max_output_tokens
+    if ms is not None and ms.context_window is not None:
+        return max(0, ms.context_window - prompt)
+    return DEFAULT_MAX_COMPLETION
+
+
+def worst_case(payload: Any, req: ChatRequest | None, target: Target) -> tuple[int, int, int]:
+    """(prompt tokens, the most completion tokens, images) this request may consume."""
+    encoding = encoding_for(target.upstream_model)
+    if req is not None:
+        prompt = chat_prompt_tokens(req, encoding)
+        return prompt, max_completion_tokens(req, target, prompt), 0
+    if isinstance(payload, EmbeddingsRequest):
+        b = _Budget(encoding)
+        prompt = sum(b.count(i) if isinstance(i, str) else len(i) for i in payload.inputs)
+        return prompt, 0, 0
+    if isinstance(payload, ImagesRequest):
+        return count_text(payload.prompt, encoding), 0, payload.n
+    return 0, 0, 0

@@ -1,0 +1,93 @@
+"""Which limits apply to a key (plans, overrides, endpoint classes), calendar periods, worst cases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from stellargate.core.request import ChatRequest, Message, TextPart
+from stellargate.core.usage import Price
+from stellargate.counters.figures import merged
+from stellargate.counters.policy import Policy, period_bounds
+from stellargate.pipeline.estimate import PREFIX_CHARS, chat_prompt_tokens, count_text, encoding_for
+from stellargate.pipeline.limits import _duration, worst_cost
+from stellargate.settings import Settings
+from stellargate.storage.records import KeyRecord
+
+
+def key(plan: str | None = None, **limits: object) -> KeyRecord:
+    return KeyRecord(id="key_x", name="k", key_hash="h", prefix="p", created_at=0, updated_at=0,
+                     plan=plan, limits=dict(limits))  # fmt: skip
+
+
+SETTINGS = Settings.model_validate(
+    {
+        "limits": {"rpm": 60, "endpoints": {"images": {"rpm": 20}}},
+        "plans": {"pro": {"rpm": 600, "rps": "unlimited", "spend_per_day": 5}},
+    }
+)
+
+
+def test_figures_merge_built_in_defaults_plan_and_key_in_that_order() -> None:
+    p = Policy(SETTINGS)
+    assert p.figures(key()) == {"rps": 50, "concurrency": 100, "rpm": 60, "images.rpm": 20}
+    assert p.figures(key("pro")) == {"concurrency": 100, "rpm": 600, "images.rpm": 20, "spend_per_day": 5}
+    assert p.figures(key("pro", rpm=10, concurrency="unlimited"))["rpm"] == 10
+    assert "concurrency" not in p.figures(key("pro", concurrency="unlimited"))
+    assert merged(None, {"rps": "unlimited", "concurrency": "unlimited"}) == {}
+
+
+def test_endpoint_classes_get_their_own_limits_on_top_of_the_key_wide_ones() -> None:
+    p = Policy(SETTINGS)
+    images = {s.name for s in p.specs(key(), "images")}
+    chat = {s.name for s in p.specs(key(), "completions")}  # legacy completions count as chat
+    assert images == {"rps", "concurrency", "rpm", "images.rpm"}
+    assert chat == {"rps", "concurrency", "rpm"}
+    spend = next(s for s in p.specs(key("pro"), "chat") if s.name == "spend_per_day")
+    assert spend.fails_closed and spend.kind == "q"
+    assert not next(s for s in p.specs(key(), "chat") if s.name == "rpm").fails_closed
+
+
+def test_calendar_periods_roll_over_at_utc_midnight_and_month_end() -> None:
+    dec31 = datetime(2026, 12, 31, 23, 59, 0, tzinfo=UTC).timestamp()
+    assert period_bounds("day", dec31) == ("2026-12-31", 60.0)
+    assert period_bounds("month", dec31) == ("2026-12", 60.0)
+    feb = datetime(2028, 2, 28, 12, tzinfo=UTC).timestamp()
+    assert period_bounds("month", feb)[1] == 36 * 3600  # 2028 is a leap year
+
+
+def test_prompts_are_counted_with_the_model_familys_tokenizer() -> None:
+    assert encoding_for("gpt-4o-mini") == "o200k_base"
+    assert encoding_for("openai/o3") == "o200k_base"
+    assert encoding_for("gpt-3.5-turbo") == "cl100k_base"
+    assert encoding_for("claude-sonnet-4") == "cl100k_base"  # the documented approximation
+    assert count_text("hello world", "o200k_base") == 2
+    req = ChatRequest(model="gpt-4o", messages=[Message(role="user", content=[TextPart("hello world")])])
+    assert chat_prompt_tokens(req, "o200k_base") == 2 + 4 + 3
+
+
+def test_a_huge_prompt_is_counted_over_a_prefix_and_extrapolated() -> None:
+    text = "lorem ipsum dolor sit amet " * 4000
+    exact = count_text(text[:PREFIX_CHARS], "cl100k_base")
+    estimate = count_text(text, "cl100k_base")
+    assert abs(estimate - exact * len(text) / PREFIX_CHARS) <= 1
+
+
+def test_worst_case_cost_and_reset_durations() -> None:
+    assert worst_cost(Price(2.5, 10.0), 1000, 500, 0) == (1000 * 2.5 + 500 * 10) / 1e6
+    assert worst_cost(Price(1.0, 1.0, cache_write=1.25), 1000, 0, 0) == 1000 * 1.25 / 1e6
+    assert worst_cost(None, 1000, 500, 0) == 0
+    assert [_duration(x) for x in (0.02, 1, 59.5, 360, 3723)] == ["20ms", "1s", "1m0s", "6m0s", "1h2m3s"]
+
+
+def test_many_long_messages_are_counted_within_one_budget_per_request() -> None:
+    import time
+
+    words = "the quick brown fox jumps over the lazy dog while tokenizers count every word "
+    texts = [f"{i} " + words * 60 for i in range(200)]  # 200 distinct messages of ~4,800 characters
+    req = ChatRequest(model="gpt-4o", messages=[Message(role="user", content=[TextPart(t)]) for t in texts])
+    exact = sum(count_text(t, "o200k_base") for t in texts) + 4 * len(texts) + 3
+    t0 = time.process_time()
+    estimate = chat_prompt_tokens(req, "o200k_base")
+    spent = time.process_time() - t0
+    assert abs(estimate - exact) / exact < 0.05
+    assert spent < 0.01  # ~960,000 characters, but only PREFIX_CHARS of them tokenized

@@ -1,0 +1,257 @@
+"""Limits and budgets hold exactly: the same suite on the in-process backend (one gateway) and on
+Redis (two gateway replicas sharing PostgreSQL and the machine's Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+import pytest_asyncio
+
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.gateway.limits_helpers import (
+    burst,
+    chat_body,
+    config,
+    limit_rows,
+    post_chat,
+    set_limits,
+    upstream_calls,
+)
+from tests.harness import GatewayProc, start_gateway, wait_until
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest_asyncio.fixture(scope="module", params=["memory", "redis"], loop_scope="session")
+async def replicas(
+    request: pytest.FixtureRequest,
+    upstream: FakeOpenAI,
+    tmp_path_factory: pytest.TempPathFactory,
+    make_pg_database: Callable[[], Awaitable[str]],
+) -> AsyncIterator[list[GatewayProc]]:
+    gws: list[GatewayProc] = []
+    try:
+        if request.param == "memory":
+            gws.append(await start_gateway(tmp_path_factory.mktemp("limits-mem"), config(upstream)))
+        else:
+            extra = {"database": await make_pg_database(), "redis": REDIS_URL}
+            for i in range(2):
+                tmp = tmp_path_factory.mktemp(f"limits-redis{i}")
+                gws.append(await start_gateway(tmp, config(upstream, **extra)))
+        yield gws
+    finally:
+        for gw in gws:
+            gw.stop()
+
+
+async def new_key(gws: list[GatewayProc], **limits: object) -> tuple[str, str]:
+    kid, key = await gws[0].create_key(f"limits-{uuid.uuid4().hex[:6]}")
+    await set_limits(gws[0], kid, {"rps": "unlimited", "concurrency": "unlimited", **limits})
+    return kid, key
+
+
+async def test_a_burst_of_1000_against_a_limit_of_100_admits_exactly_100(
+    replicas: list[GatewayProc], upstream: FakeOpenAI
+) -> None:
+    _, key = await new_key(replicas, rpd=100)
+    marker = uuid.uuid4().hex
+    answers = await burst([g.url for g in replicas], key, [chat_body(f"hi {marker}")] * 1000)
+    statuses = [a[0] for a in answers]
+    assert statuses.count(200) == 100
+    assert statuses.count(429) == 900
+    for status, headers, body in answers:
+        if status == 429:
+            assert int(headers["retry-after"]) >= 1
+            assert orjson.loads(body)["error"]["code"] == "rate_limit_exceeded"
+            assert headers["x-ratelimit-remaining-requests"] == "0"
+        else:
+            assert headers["x-ratelimit-limit-requests"] == "100"
+    assert upstream_calls(upstream, marker) == 100
+
+
+async def test_a_spend_budget_is_never_exceeded_under_500_concurrent_requests(
+    replicas: list[GatewayProc],
+) -> None:
+    budget = 0.01
+    kid, key = await new_key(replicas, spend_per_day=budget)
+    gw = replicas[0]
+    history: list[tuple[float, float]] = []
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        for _ in range(2000):  # bounded; every sample is one consistent read of the counters
+            row = (await limit_rows(gw, kid))["spend_per_day"]
+            history.append((row["used"], row["reserved"]))
+            if done.is_set():
+                return
+            await asyncio.sleep(0.01)
+
+    watcher = asyncio.create_task(watch())
+    marker = uuid.uuid4().hex
+    bodies = [chat_body(f"tell me about item {i} {marker}", max_tokens=40) for i in range(500)]
+    answers = await burst([g.url for g in replicas], key, bodies)
+    done.set()
+    await watcher
+    statuses = [a[0] for a in answers]
+    assert 0 < statuses.count(200) < 500
+    assert statuses.count(200) + statuses.count(403) == 500
+    refused = next(a for a in answers if a[0] == 403)
+    assert orjson.loads(refused[2])["error"]["code"] == "budget_exceeded"
+    assert len(history) >= 3
+    assert all(used + reserved <= budget + 1e-9 for used, reserved in history), max(history)
+
+    async def ledger() -> dict[str, object] | None:
+        _, body = await gw.admin("GET", f"/admin/v1/usage?key_id={kid}&group_by=key")
+        rows = body["data"]
+        return rows[0] if rows and rows[0]["requests"] == 500 else None
+
+    total = await wait_until(ledger, timeout=10)
+    row = await wait_until(lambda: _settled(gw, kid, "spend_per_day"), timeout=10)  # all settled
+    assert row["used"] == pytest.approx(total["cost_usd"], abs=1e-6)
+    assert row["used"] <= budget
+
+
+async def _settled(gw: GatewayProc, kid: str, name: str) -> dict[str, float] | None:
+    row = (await limit_rows(gw, kid))[name]
+    return row if row["reserved"] == 0 else None
+
+
+async def test_a_concurrency_slot_is_released_on_success_error_timeout_and_disconnect(
+    replicas: list[GatewayProc],
+) -> None:
+    kid, key = await new_key(replicas, concurrency=1)
+    url = replicas[-1].url
+    marker = uuid.uuid4().hex
+
+    async def released() -> None:
+        await wait_until(lambda: _settled(replicas[0], kid, "concurrency"), timeout=3, interval=0.02)
+
+    assert (await post_chat(url, key, chat_body(f"ok {marker}")))[0] == 200
+    await released()
+    assert (await post_chat(url, key, chat_body(f"[[fault:status=500]] {marker}")))[0] >= 500
+    await released()
+
+    slow = asyncio.create_task(
+        post_chat(url, key, chat_body(f"[[fault:slow_first_byte=2]] {marker}", model="slow"))
+    )
+    await wait_until(lambda: _in_flight(replicas[0], kid), timeout=3, interval=0.02)
+    status, headers, body = await post_chat(url, key, chat_body(f"meanwhile {marker}"))
+    assert status == 429 and orjson.loads(body)["error"]["code"] == "concurrency_exceeded"
+    assert "retry-after" in headers
+    assert (await slow)[0] == 504
+    await released()
+
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    async with aiohttp.ClientSession() as s:
+        body = chat_body(f"[[fault:stall_after=1]] {marker}", stream=True, max_tokens=200)
+        async with s.post(url + "/v1/chat/completions", data=body, headers=headers) as r:
+            assert r.status == 200
+            await r.content.readany()
+    await released()  # the client left mid-stream
+
+
+async def _in_flight(gw: GatewayProc, kid: str) -> bool:
+    return (await limit_rows(gw, kid))["concurrency"]["reserved"] == 1
+
+
+async def test_every_refusal_says_which_limit_in_the_callers_dialect(
+    replicas: list[GatewayProc], upstream: FakeOpenAI
+) -> None:
+    gw = replicas[-1]
+    marker = uuid.uuid4().hex
+    kid, key = await new_key(replicas, tpm=1000, rpm=100)
+    status, headers, body = await post_chat(gw.url, key, chat_body(f"x {marker}", max_tokens=5000))
+    assert status == 429 and orjson.loads(body)["error"]["code"] == "tokens_exceeded"
+    assert headers["x-ratelimit-limit-tokens"] == "1000"
+    status, headers, _ = await post_chat(gw.url, key, chat_body(f"x {marker}", max_tokens=50))
+    assert status == 200
+    assert int(headers["x-ratelimit-remaining-tokens"]) < 1000
+    for name in ("x-ratelimit-limit-requests", "x-ratelimit-reset-requests", "x-ratelimit-reset"):
+        assert name in headers
+
+    await set_limits(gw, kid, {"tpm": None, "tokens_per_month": 10})  # effective on the next request
+    status, _, body = await post_chat(gw.url, key, chat_body(f"x {marker}", max_tokens=50))
+    assert status == 429 and orjson.loads(body)["error"]["code"] == "insufficient_quota"
+
+    await set_limits(gw, kid, {"tokens_per_month": None, "spend_per_month": 0.000001})
+    status, _, body = await post_chat(gw.url, key, chat_body(f"x {marker}", max_tokens=50))
+    assert status == 403 and orjson.loads(body)["error"]["code"] == "budget_exceeded"
+
+    await set_limits(gw, kid, {"spend_per_month": None, "rpm": 1})
+    await asyncio.sleep(61 / 100)  # the rpm of 100 lets one more through only after 0.6 s: gone
+    anthropic = {"x-api-key": key, "anthropic-version": "2023-06-01", "content-type": "application/json"}
+    msg = {"model": "gpt-4o", "max_tokens": 10, "messages": [{"role": "user", "content": f"x {marker}"}]}
+    async with aiohttp.ClientSession() as s:
+        statuses = []
+        for _ in range(2):
+            async with s.post(gw.url + "/v1/messages", json=msg, headers=anthropic) as r:
+                statuses.append(r.status)
+                last = (await r.json(), dict(r.headers))
+    assert statuses == [200, 429]
+    assert last[0]["error"]["type"] == "rate_limit_error"
+    assert int(last[1].get("Retry-After") or last[1]["retry-after"]) >= 1, last
+    assert upstream_calls(upstream, marker) == 2  # no refused request reached the upstream
+
+
+async def test_limits_view_shows_use_remaining_and_reset(replicas: list[GatewayProc]) -> None:
+    gw = replicas[0]
+    kid, key = await new_key(replicas, rpm=10, spend_per_day=1.0)
+    assert (await post_chat(gw.url, key, chat_body("hello there")))[0] == 200
+    status, view = await gw.admin("GET", f"/admin/v1/keys/{kid}/limits")
+    assert status == 200
+    rows = {r["name"]: r for r in view["limits"]}
+    assert rows["rpm"]["used"] == pytest.approx(1, abs=0.01)
+    assert rows["rpm"]["remaining"] == pytest.approx(9, abs=0.01)
+    assert 0 < rows["rpm"]["reset_seconds"] <= 6.1
+    assert rows["spend_per_day"]["unit"] == "usd" and rows["spend_per_day"]["period"] == "day"
+    assert view["backend"] == ("redis" if len(replicas) > 1 else "memory")
+    status, body = await gw.admin("PATCH", f"/admin/v1/keys/{kid}/limits", {"plan": "nonexistent"})
+    assert status == 400 and body["error"]["param"] == "plan"
+    for path in (f"/admin/v1/keys/{kid}/limits", f"/admin/v1/keys/{kid}"):
+        status, body = await gw.admin("PATCH", path, {"limits": {"rpm": "lots"}})
+        assert status == 400 and body["error"]["param"].startswith("limits.rpm"), body
+    status, body = await gw.admin("PATCH", f"/admin/v1/keys/{kid}", {"limits": {"rpm": 5}})
+    assert status == 200 and body["limits"] == {"rpm": 5.0}
+
+
+async def test_usage_records_show_reserved_against_settled(replicas: list[GatewayProc]) -> None:
+    gw = replicas[0]
+    kid, key = await new_key(replicas, spend_per_day=1.0)
+    assert (await post_chat(gw.url, key, chat_body("hello there", max_tokens=30)))[0] == 200
+
+    async def record() -> dict[str, object] | None:
+        _, body = await gw.admin("GET", f"/admin/v1/usage?key_id={kid}")
+        return body["data"][0] if body["data"] else None
+
+    rec = await wait_until(record, timeout=5)
+    reserved = rec["meta"]["reserved"]
+    assert reserved["completion_tokens"] == 30
+    assert reserved["cost_usd"] >= rec["cost_usd"] > 0
+    assert reserved["prompt_tokens"] >= rec["prompt_tokens"]
+
+
+async def test_in_process_spend_survives_a_restart(upstream: FakeOpenAI, tmp_path: Path) -> None:
+    gw = await start_gateway(tmp_path, config(upstream))
+    try:
+        kid, key = await new_key([gw], spend_per_day=1.0)
+        for _ in range(3):
+            assert (await post_chat(gw.url, key, chat_body("hello there")))[0] == 200
+        before = (await limit_rows(gw, kid))["spend_per_day"]["used"]
+    finally:
+        gw.stop()  # a graceful stop flushes the usage outbox
+    t0 = time.monotonic()
+    gw = await start_gateway(tmp_path, config(upstream))
+    try:
+        after = (await limit_rows(gw, kid))["spend_per_day"]["used"]
+        assert after == pytest.approx(before, abs=1e-8) and after > 0
+        assert time.monotonic() - t0 < 30
+    finally:
+        gw.stop()
