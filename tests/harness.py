@@ -93,6 +93,9 @@ async def start_gateway(
     data_dir = tmp / "data"
     cfg = {"admin_key": ADMIN_KEY, "data_dir": str(data_dir), **config}
     cfg.setdefault("database", f"sqlite:///{data_dir / 'gw.db'}")
+    # Most suites pin how one upstream exchange reaches the client (its error mapping included):
+    # no retries and no ejections unless a test configures routing (tests/gateway/test_resilience.py).
+    cfg.setdefault("routing", {"retries": 0, "breaker": {"failures": 1000, "min_requests": 1000}})
     cfg_path = tmp / "config.yaml"
     write_config(cfg_path, cfg)
     log_path = tmp / "gateway.log"

@@ -12,19 +12,28 @@ from typing import Any
 import orjson
 
 from stellargate.admin.api import AdminAPI
+from stellargate.admin.audit_api import AuditAPI
+from stellargate.admin.reload_api import ReloadAPI
+from stellargate.admin.webhooks_api import WebhooksAPI
+from stellargate.audit import auth_failure, watch_fail_open
 from stellargate.dialects.anthropic import AnthropicDialect
 from stellargate.dialects.base import Dialect
 from stellargate.dialects.gemini import GeminiDialect
 from stellargate.dialects.openai import OpenAIDialect
 from stellargate.dialects.tasks import TasksDialect
 from stellargate.errors import GatewayError, MethodNotAllowed, NotFound
+from stellargate.logs import configure_logging, request_id_var
+from stellargate.openapi import OpenAPIRoute
+from stellargate.reload import Reloader
 from stellargate.routes.anthropic_api import AnthropicRoutes
 from stellargate.routes.gemini_api import GeminiRoutes
 from stellargate.routes.openai_api import OpenAIRoutes
 from stellargate.routes.openai_more import OpenAIMoreRoutes
+from stellargate.routes.ops import OpsRoutes
 from stellargate.routes.tasks_api import TaskRoutes
 from stellargate.runtime import Runtime
 from stellargate.settings import ENV_CONFIG, Settings, load_settings
+from stellargate.tracing import Tracing, start_tracing
 from stellargate.web import (
     ClientGone,
     Receive,
@@ -36,6 +45,7 @@ from stellargate.web import (
     Send,
     json_reply,
 )
+from stellargate.webhook_events import start_webhooks
 
 log = logging.getLogger("stellargate")
 
@@ -62,6 +72,8 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.rt: Runtime | None = None
+        self.reloader: Reloader | None = None
+        self.tracing: Tracing | None = None
         self.router = Router()
         self.dialects: dict[str, Dialect] = {"openai": OpenAIDialect(), "anthropic": AnthropicDialect()}
         self.dialects["tasks"] = TasksDialect()
@@ -71,6 +83,12 @@ class Gateway:
 
     async def startup(self) -> None:
         self.rt = await Runtime.start(self.settings)
+        hooks = start_webhooks(self.rt)  # before the routes build their chains: it observes usage
+        if self.rt.limits is not None:
+            self.rt.tasks.append(asyncio.create_task(watch_fail_open(self.rt.audit, self.rt.limits)))
+        self.tracing = start_tracing(self.settings.tracing)  # None unless tracing.enabled
+        if self.tracing is not None:
+            self.rt.usage_observers.append(self.tracing)
         self.router = Router()
         self.router.add("GET", "/healthz", self.healthz)
         self.router.add("GET", "/readyz", self.readyz)
@@ -80,11 +98,25 @@ class Gateway:
         openai.add_models_view(gemini)
         for routes in (openai, OpenAIMoreRoutes(self.rt), TaskRoutes(self.rt), anthropic, gemini):
             routes.register(self.router)
-        AdminAPI(self.rt).register(self.router)
+        admin = AdminAPI(self.rt)
+        admin.register(self.router)
+        self.reloader = Reloader(self.rt)
+        self.reloader.start()  # SIGHUP, and reloads asked of other workers and replicas
+        ReloadAPI(admin, self.reloader).register(self.router)
+        WebhooksAPI(admin, hooks).register(self.router)
+        AuditAPI(self.rt).register(self.router)
+        OpsRoutes(self.rt).register(self.router)
+        OpenAPIRoute(list(self.rt.models.models)).register(self.router)
 
     async def shutdown(self) -> None:
+        if self.reloader is not None:
+            self.reloader.close()
+            self.reloader = None
         if self.rt is not None:
             await self.rt.stop()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)  # flushes the last spans
+            self.tracing = None
             self.rt = None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -115,6 +147,7 @@ class Gateway:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         req = Request(scope, receive)
+        request_id_var.set(req.request_id)  # every log line written while serving it carries it
         path = req.path
         if path.startswith("/api/v1/"):
             path = path[4:]
@@ -138,6 +171,8 @@ class Gateway:
             if watch is not None:
                 watch.done = True
             status, headers, body = dialect.render_error(e, req.request_id)
+            if status == 401 and self.rt is not None:
+                auth_failure(self.rt.audit, req, dialect, e.code)
             if e.upstream_body is not None:
                 log.info(
                     "upstream error %s on %s: %s", e.upstream_status, req.request_id, e.upstream_body[:2000]
@@ -227,6 +262,7 @@ class Gateway:
 def app_from_env() -> Gateway:
     """Factory for uvicorn's multi-worker mode: each worker process builds its own app."""
     settings = load_settings(os.environ.get(ENV_CONFIG) or None)
+    configure_logging(settings.log_level, settings.log_format)  # a spawned worker has none yet
     return Gateway(settings)
 
 

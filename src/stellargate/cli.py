@@ -93,16 +93,15 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    import logging
-
     import uvicorn
 
     s = _settings(a.config)
     host = a.host or s.server.host
     port = a.port if a.port is not None else s.server.port
     workers = a.workers or s.server.workers
-    logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from stellargate.logs import configure_logging
+
+    configure_logging(s.log_level, s.log_format)
     sock = _listen(host, port)
     print(banner(s, host, sock.getsockname()[1], workers), flush=True)
     common: dict[str, Any] = dict(
@@ -154,7 +153,10 @@ async def _with_service(s: Settings, fn: Callable[[Any], Awaitable[int]]) -> int
             if client is not None:
                 await publish_keys_changed(client)
 
-        return await fn(KeyService(db.keys, notify))
+        from stellargate.audit import AuditLog
+
+        # The CLI's changes are audited like the admin API's, under the actor "cli".
+        return await fn(KeyService(db.keys, notify, audit=AuditLog(db.audit), actor="cli"))
     finally:
         if client is not None:
             await client.aclose()

@@ -10,7 +10,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import ValidationError
+
 from stellargate import apikeys
+from stellargate.audit import AuditLog
+from stellargate.counters.figures import LimitFigures
 from stellargate.errors import InvalidRequest, NotFound
 from stellargate.storage.records import KeyRecord, KeyStore
 
@@ -51,6 +55,20 @@ def _scopes(value: Any) -> list[str]:
     return scopes
 
 
+def _limits(value: Any) -> dict[str, Any]:
+    """A key's limit overrides, validated as the config's figures are (a bad figure stored would
+    fail every request of the key)."""
+    if not isinstance(value, dict):
+        raise InvalidRequest("'limits' must be an object.", param="limits")
+    try:
+        figs = LimitFigures.model_validate(value)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise InvalidRequest(f"limits.{where}: {err['msg']}", param=f"limits.{where}") from None
+    return figs.model_dump(exclude_none=True, exclude_defaults=True)
+
+
 def public_view(rec: KeyRecord) -> dict[str, Any]:
     """A key as the admin API and the CLI show it: never the hash."""
     now = time.time()
@@ -64,14 +82,28 @@ def public_view(rec: KeyRecord) -> dict[str, Any]:
         "id": rec.id, "object": "api_key", "name": rec.name, "prefix": rec.prefix, "status": status,
         "created_at": rec.created_at, "updated_at": rec.updated_at, "expires_at": rec.expires_at,
         "revoked_at": rec.revoked_at, "enabled": rec.enabled, "models": rec.models, "scopes": rec.scopes,
-        "metadata": rec.metadata,
+        "metadata": rec.metadata, "plan": rec.plan, "limits": rec.limits,
     }  # fmt: skip
 
 
 class KeyService:
-    def __init__(self, store: KeyStore, notify: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        store: KeyStore,
+        notify: Callable[[], Awaitable[None]],
+        *,
+        audit: AuditLog | None = None,
+        actor: str = "admin",
+    ) -> None:
         self._store = store
         self._notify = notify
+        self._audit = audit
+        self.actor = actor  # who the audit log names for changes made through this service
+
+    async def _audited(self, action: str, rec: KeyRecord, details: dict[str, Any] | None = None) -> None:
+        # Written before the caller answers, so an acknowledged change is always in the log.
+        if self._audit is not None:
+            await self._audit.record(action, actor=self.actor, target=rec.id, details=details)
 
     async def create(
         self,
@@ -87,6 +119,10 @@ class KeyService:
             raise InvalidRequest("'name' must be a non-empty string of at most 200 characters.", param="name")
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidRequest("'metadata' must be an object.", param="metadata")
+        bad_expiry = isinstance(expires_at, bool) or not isinstance(expires_at, int | float)
+        if expires_at is not None and bad_expiry:
+            # Found by the schema fuzzer: a string here used to reach the database (a 500).
+            raise InvalidRequest("'expires_at' must be unix seconds or null.", param="expires_at")
         now = time.time()
         if expires_in is not None:
             expires_at = now + parse_duration(expires_in)
@@ -105,6 +141,8 @@ class KeyService:
         )
         await self._store.create(rec)
         await self._notify()
+        details = {"name": rec.name, "prefix": rec.prefix, "scopes": rec.scopes}
+        await self._audited("key.created", rec, details)
         return rec, secret
 
     async def get(self, key_id: str) -> KeyRecord:
@@ -114,7 +152,9 @@ class KeyService:
         return rec
 
     async def update(self, key_id: str, changes: dict[str, Any]) -> KeyRecord:
+        # plan and limits arrive validated against the config's plans (admin/limits.py).
         allowed = {"name", "models", "scopes", "enabled", "expires_at", "expires_in", "metadata"}
+        allowed |= {"plan", "limits"}
         unknown = sorted(set(changes) - allowed)
         if unknown:
             raise InvalidRequest(f"Unknown field(s): {', '.join(unknown)}.", param=unknown[0])
@@ -135,6 +175,12 @@ class KeyService:
             if not isinstance(changes["metadata"], dict):
                 raise InvalidRequest("'metadata' must be an object.", param="metadata")
             fields["metadata"] = changes["metadata"]
+        if "plan" in changes:
+            if changes["plan"] is not None and not isinstance(changes["plan"], str):
+                raise InvalidRequest("'plan' must be a plan name or null.", param="plan")
+            fields["plan"] = changes["plan"]
+        if "limits" in changes:
+            fields["limits"] = _limits(changes["limits"])
         if "expires_in" in changes:
             fields["expires_at"] = time.time() + parse_duration(changes["expires_in"])
         elif "expires_at" in changes:
@@ -147,6 +193,7 @@ class KeyService:
         if rec is None:
             raise NotFound(f"No API key with id '{key_id}'.", code="key_not_found")
         await self._notify()
+        await self._audited("key.updated", rec, {"fields": sorted(fields)})
         return rec
 
     async def revoke(self, key_id: str) -> KeyRecord:
@@ -156,6 +203,7 @@ class KeyService:
             assert updated is not None
             rec = updated
             await self._notify()
+            await self._audited("key.revoked", rec)
         return rec
 
     async def rotate(self, key_id: str) -> tuple[KeyRecord, str]:
@@ -169,4 +217,5 @@ class KeyService:
         )
         assert updated is not None
         await self._notify()
+        await self._audited("key.rotated", updated, {"prefix": updated.prefix})
         return updated, secret

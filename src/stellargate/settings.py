@@ -16,7 +16,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from stellargate.counters.figures import LimitFigures
 
 ENV_CONFIG = "STELLARGATE_CONFIG"
 ENV_DATA_DIR = "STELLARGATE_DATA_DIR"
@@ -35,6 +45,18 @@ class Timeouts(_Model):
     first_byte: float = Field(120.0, gt=0)
     idle: float = Field(60.0, gt=0)  # longest silence between two stream chunks
     total: float = Field(600.0, gt=0)
+
+
+class TimeoutOverrides(_Model):
+    """Per-model timeouts: each one given replaces the provider's, the rest are the provider's."""
+
+    connect: float | None = Field(None, gt=0)
+    first_byte: float | None = Field(None, gt=0)
+    idle: float | None = Field(None, gt=0)
+    total: float | None = Field(None, gt=0)
+
+    def over(self, base: Timeouts) -> Timeouts:
+        return base.model_copy(update=self.model_dump(exclude_none=True))
 
 
 class ServerSettings(_Model):
@@ -81,9 +103,24 @@ class PriceSettings(_Model):
     per_image: float | None = Field(None, ge=0)
 
 
+class DeploymentSettings(_Model):
+    """One place a model group can be served from (see pipeline/deployments.py)."""
+
+    provider: str
+    model: str | None = None  # the upstream id; defaults to the group's upstream id
+    weight: float = Field(1.0, gt=0)
+    rpm: int | None = Field(None, ge=1)  # requests per minute the provider grants (per process)
+    tpm: int | None = Field(None, ge=1)  # tokens per minute the provider grants (per process)
+
+
+FallbackClass = Literal["5xx", "429", "timeout", "connect", "context_window"]
+FALLBACK_CLASSES: tuple[FallbackClass, ...] = ("5xx", "429", "timeout", "connect", "context_window")
+
+
 class ModelSettings(_Model):
     name: str = Field(min_length=1)  # the id clients send
-    provider: str
+    # Required unless ``deployments`` lists where the model is served.
+    provider: str = ""
     model: str | None = None  # the upstream id; defaults to name
     context_window: int | None = Field(None, gt=0)
     max_output_tokens: int | None = Field(None, gt=0)
@@ -91,10 +128,55 @@ class ModelSettings(_Model):
     # Legacy /v1/completions: `chat` translates them to chat completions (a chat-only model);
     # `native` forwards them; unset: native when the provider has the endpoint, else chat.
     completions: Literal["native", "chat"] | None = None
+    # A model group: several deployments behind one name, picked by ``strategy``.
+    deployments: list[DeploymentSettings] = Field(default_factory=list)
+    strategy: Literal["weighted", "least_inflight", "latency", "priority"] = "weighted"
+    fallbacks: list[str] = Field(default_factory=list)  # model names, tried in order
+    fallback_on: list[FallbackClass] = Field(default_factory=lambda: list(FALLBACK_CLASSES))
+    timeouts: TimeoutOverrides | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_of_group(cls, data: Any) -> Any:
+        # A group's `provider` (shown as owned_by, in the banner) is its first deployment's.
+        if isinstance(data, dict) and not data.get("provider"):
+            deps = data.get("deployments")
+            if isinstance(deps, list) and deps and isinstance(deps[0], dict) and deps[0].get("provider"):
+                return {**data, "provider": deps[0]["provider"]}
+        return data
 
     @property
     def upstream_model(self) -> str:
         return self.model or self.name
+
+
+class BackoffSettings(_Model):
+    base: float = Field(0.2, gt=0)  # seconds; full jitter over base * 2**retry, capped at max
+    max: float = Field(5.0, gt=0)
+
+
+class RetryBudgetSettings(_Model):
+    # Retries within any 10 s window stay under max(min, ratio * requests) per deployment.
+    ratio: float = Field(0.2, ge=0, le=1)
+    min: int = Field(3, ge=0)
+
+
+class BreakerSettings(_Model):
+    failures: int = Field(5, ge=1)  # consecutive failures that eject a deployment
+    error_rate: float = Field(0.5, gt=0, le=1)  # or this failure rate over ``window``...
+    window: float = Field(30.0, gt=0)
+    min_requests: int = Field(20, ge=1)  # ...once the window holds this many requests
+    cooldown: float = Field(30.0, gt=0)  # first ejection; doubles on each repeat
+    max_cooldown: float = Field(300.0, gt=0)
+
+
+class RoutingSettings(_Model):
+    retries: int = Field(2, ge=0, le=10)  # per request and model, on top of the first attempt
+    max_retry_wait: float = Field(10.0, ge=0)  # longest upstream Retry-After waited for in-request
+    backoff: BackoffSettings = Field(default_factory=BackoffSettings)
+    retry_budget: RetryBudgetSettings = Field(default_factory=RetryBudgetSettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    redis_prefix: str = "stellargate"  # names the Redis channel and keys that share ejections
 
 
 class UsageSettings(_Model):
@@ -106,6 +188,40 @@ class UsageSettings(_Model):
 class KeySettings(_Model):
     cache_ttl: float = Field(60.0, gt=0)  # seconds a cached key is trusted without re-reading it
     poll_interval: float = Field(2.0, gt=0)  # how often workers look for key changes made elsewhere
+
+
+class IdempotencySettings(_Model):
+    ttl: float = Field(86400.0, gt=0)  # seconds a finished response is replayed for its key
+    # Seconds a first request holds its key; past it (its process died) a repeat runs afresh.
+    lock_timeout: float = Field(660.0, gt=0)
+    max_response_mb: float = Field(10.0, gt=0)  # larger responses are not kept (a repeat runs again)
+
+
+class AuditSettings(_Model):
+    flush_interval: float = Field(0.5, gt=0, le=60)  # seconds between writes of buffered events
+    max_buffer: int = Field(10_000, ge=100)  # buffered events beyond this are dropped and counted
+
+
+class WebhookSettings(_Model):
+    # Deliver to URLs on private, loopback or link-local addresses (off: an SSRF guard).
+    allow_private: bool = False
+    max_attempts: int = Field(8, ge=1, le=50)  # then the delivery is marked failed
+    backoff_initial: float = Field(5.0, gt=0)  # seconds before the 2nd attempt; doubles, with jitter
+    backoff_max: float = Field(3600.0, gt=0)
+    timeout: float = Field(10.0, gt=0)  # seconds an endpoint has to answer
+    poll_interval: float = Field(1.0, gt=0, le=60)  # how often due deliveries are looked for
+
+
+class TracingSettings(_Model):
+    enabled: bool = False  # needs the optional OpenTelemetry packages: pip install 'stellargate[otel]'
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"  # OTLP over HTTP (protobuf)
+    service_name: str = "stellargate"
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+
+
+class MetricsSettings(_Model):
+    enabled: bool = True  # serve GET /metrics
+    token: SecretStr | None = None  # when set, /metrics needs "Authorization: Bearer <token>"
 
 
 class Settings(_Model):
@@ -122,6 +238,19 @@ class Settings(_Model):
     models: list[ModelSettings] = Field(default_factory=list)
     usage: UsageSettings = Field(default_factory=UsageSettings)
     keys: KeySettings = Field(default_factory=KeySettings)
+    # Limits and budgets per key: the defaults of every key, and named plans keys may reference.
+    limits: LimitFigures = Field(default_factory=LimitFigures)
+    plans: dict[str, LimitFigures] = Field(default_factory=dict)
+    # While the shared counters (Redis) are unreachable: admit on request-rate and concurrency
+    # limits (true) or refuse (false). Token and spend budgets always refuse.
+    rate_limit_fail_open: bool = True
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    log_format: Literal["text", "json"] = "text"
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     # Where the settings came from and which ${VARS} were unset, for messages; not settings.
     source: str = "<defaults>"
     unset_variables: tuple[str, ...] = ()
@@ -425,7 +554,15 @@ def check_semantics(
             if name in seen:
                 add(f"{path}.name", f"model '{name}' is listed twice", "keep one entry")
             seen.add(name)
-        if isinstance(provider, str) and provider not in providers:
+        deps = m.get("deployments")
+        deps = deps if isinstance(deps, list) else []
+        if not provider and not deps:
+            add(f"{path}.provider", "a model needs a provider or deployments", "add provider: <name>")
+        for j, d in enumerate(deps):
+            dp = d.get("provider") if isinstance(d, dict) else None
+            if isinstance(dp, str) and dp not in providers:
+                add(f"{path}.deployments[{j}].provider", f"no provider named '{dp}'", "define it")
+        if isinstance(provider, str) and provider and provider not in providers:
             close = difflib.get_close_matches(provider, [str(k) for k in providers], n=1)
             fix = (
                 f"did you mean '{close[0]}'?"
@@ -433,6 +570,12 @@ def check_semantics(
                 else f"define it under providers: (configured: {', '.join(map(str, providers)) or 'none'})"
             )
             add(f"{path}.provider", f"no provider named '{provider}'", fix)
+    names = {m.get("name") for m in (models if isinstance(models, list) else []) if isinstance(m, dict)}
+    for i, m in enumerate(models if isinstance(models, list) else []):
+        fbs = m.get("fallbacks") if isinstance(m, dict) else None
+        for j, fb in enumerate(fbs if isinstance(fbs, list) else []):
+            if isinstance(fb, str) and fb not in names and "/" not in fb:
+                add(f"models[{i}].fallbacks[{j}]", f"no model named '{fb}'", "list it under models:")
     db = data.get("database")
     if isinstance(db, str) and db and not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", db):
         add(

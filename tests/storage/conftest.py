@@ -20,7 +20,7 @@ from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 
 from stellargate.storage.db import Database
-from stellargate.storage.tables import api_keys, usage_records
+from stellargate.storage.tables import api_keys, audit_log, idempotency_records, usage_records
 
 from .tcp_proxy import TcpProxy
 
@@ -72,6 +72,8 @@ async def db(db_url: str) -> AsyncIterator[Database]:
     async with database.engine.begin() as conn:
         await conn.execute(delete(usage_records))
         await conn.execute(delete(api_keys))
+        await conn.execute(delete(idempotency_records))
+        await conn.execute(delete(audit_log))
     try:
         yield database
     finally:

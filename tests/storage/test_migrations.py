@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from stellargate.storage.db import Database
 from stellargate.storage.tables import VERSION_TABLE, metadata
 
-HEAD = "0002_key_limits"  # the newest migration; update with each new one
+HEAD = "0003_platform"  # the newest migration; update with each new one
 
 
 async def test_fresh_database_upgrades_to_head(fresh_db_url: str) -> None:

@@ -6,6 +6,8 @@ import hmac
 from datetime import UTC, datetime
 from typing import Any
 
+from stellargate.admin.deployments import DeploymentsAdmin
+from stellargate.admin.limits import AdminLimits
 from stellargate.dialects.openai import bearer
 from stellargate.errors import AuthenticationError, InvalidRequest, PermissionDenied
 from stellargate.keyservice import public_view
@@ -58,6 +60,8 @@ class AdminAPI:
         r("POST", "/admin/v1/keys/{key_id}/revoke", self.revoke_key)
         r("POST", "/admin/v1/keys/{key_id}/rotate", self.rotate_key)
         r("GET", "/admin/v1/usage", self.usage)
+        DeploymentsAdmin(self.rt.models, self._auth).register(router)
+        AdminLimits(self).register(router)
 
     def _auth(self, req: Request) -> None:
         admin = self.rt.settings.admin_key

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stellargate.core.request import ChatRequest
 from stellargate.core.usage import Usage
@@ -12,6 +12,9 @@ from stellargate.dialects.base import Dialect
 from stellargate.providers.base import Target
 from stellargate.storage.records import KeyRecord
 from stellargate.web import Request, Result
+
+if TYPE_CHECKING:
+    from stellargate.pipeline.deployments import ModelGroup
 
 
 @dataclass(slots=True)
@@ -26,6 +29,8 @@ class Context:
     payload: Any = None
     model: str = ""
     target: Target | None = None
+    # The model group routing chose; the Invoker picks a deployment of it per attempt.
+    route: ModelGroup | None = None
     usage: Usage | None = None
     usage_estimated: bool = False
     streamed: bool = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 
 from stellargate.core.request import ChatRequest
 from stellargate.core.usage import Usage, UsageRecord
@@ -22,9 +23,23 @@ def estimate_prompt_tokens(req: ChatRequest) -> int:
     return max(1, chars // 4)
 
 
+def final_usage(ctx: Context) -> tuple[Usage, bool]:
+    """The usage a call is metered (and its limits settled) at, and whether it was estimated."""
+    u = ctx.usage
+    if u is None and ctx.request is not None and ctx.target is not None and ctx.attempts:
+        # The upstream was called but reported nothing: never meter a call as free.
+        return Usage(prompt_tokens=estimate_prompt_tokens(ctx.request)), True
+    return u or Usage(), ctx.usage_estimated
+
+
+# Told of every finished call (metrics, security audit); each must be O(1) and never raise.
+UsageObserver = Callable[[UsageRecord, Context], None]
+
+
 class UsageStage:
-    def __init__(self, outbox: UsageOutbox) -> None:
+    def __init__(self, outbox: UsageOutbox, observers: Sequence[UsageObserver] = ()) -> None:
         self._outbox = outbox
+        self._observers = tuple(observers)
 
     async def __call__(self, ctx: Context, call_next: Next) -> Result:
         try:
@@ -53,13 +68,7 @@ class UsageStage:
 
     def record(self, ctx: Context) -> None:
         req, t = ctx.request, ctx.target
-        u = ctx.usage
-        estimated = ctx.usage_estimated
-        if u is None and req is not None and t is not None and ctx.attempts:
-            # The upstream was called but reported nothing: never meter a call as free.
-            u = Usage(prompt_tokens=estimate_prompt_tokens(req))
-            estimated = True
-        u = u or Usage()
+        u, estimated = final_usage(ctx)
         cost = t.price.cost(u) if t is not None and t.price is not None else 0.0
         rec = UsageRecord(
             request_id=ctx.request_id,
@@ -85,6 +94,11 @@ class UsageStage:
             attempts=ctx.attempts,
             meta=ctx.meta,
         )
+        for observe in self._observers:
+            try:
+                observe(rec, ctx)
+            except Exception:  # telemetry must never fail a request
+                log.exception("usage observer failed")
         try:
             self._outbox.add(rec)
         except RuntimeError:

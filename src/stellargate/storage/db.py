@@ -9,10 +9,13 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stellargate.storage import migrate
+from stellargate.storage.audit import SqlAuditStore
 from stellargate.storage.engine import is_sqlite, normalize_url, open_pool, sqlite_path
+from stellargate.storage.idempotency import SqlIdempotencyStore
 from stellargate.storage.keys import SqlKeyStore
-from stellargate.storage.records import KeyStore, UsageLedger
+from stellargate.storage.records import AuditStore, IdempotencyStore, KeyStore, UsageLedger, WebhookStore
 from stellargate.storage.usage import SqlUsageLedger
+from stellargate.storage.webhooks import SqlWebhookStore
 
 
 class Database:
@@ -24,6 +27,9 @@ class Database:
 
     keys: KeyStore
     usage: UsageLedger
+    idempotency: IdempotencyStore
+    audit: AuditStore
+    webhooks: WebhookStore
 
     def __init__(self, engine: AsyncEngine, url: URL) -> None:
         self.engine = engine
@@ -33,6 +39,9 @@ class Database:
         self._sa_url = url
         self.keys = SqlKeyStore(engine)
         self.usage = SqlUsageLedger(engine)
+        self.idempotency = SqlIdempotencyStore(engine)
+        self.audit = SqlAuditStore(engine)
+        self.webhooks = SqlWebhookStore(engine)
         self._head: str | None = None
 
     @classmethod

@@ -1,0 +1,83 @@
+"""Logging set-up: text or structured JSON lines, each carrying the request id it was written under.
+
+The request id lives in a context variable set by the app for each request (one ``set`` per
+request, tens of nanoseconds), so any module's log line made while serving it carries it without
+passing it around. Secrets are never logged on purpose; as a second line of defence, anything that
+looks like a gateway key (``sg-…``), a provider key (``sk-…``, ``sk-ant-…``, ``AIza…``) or a bearer
+token is masked in every line. Prompt and completion text is never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from contextvars import ContextVar
+from typing import Any
+
+import orjson
+
+request_id_var: ContextVar[str | None] = ContextVar("stellargate_request_id", default=None)
+
+_SECRET = re.compile(
+    r"(?:\bsg-[A-Za-z0-9]{8})[A-Za-z0-9]+|\b(?:sk-(?:ant-)?|AIza)[A-Za-z0-9_\-]{8,}|(?i:bearer\s+)\S+"
+)
+
+
+def redact(text: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        s = m.group(0)
+        if s.startswith("sg-"):
+            return s[:11] + "…"  # the display prefix, as the key table keeps it
+        return s.split()[0] + " ***" if s.lower().startswith("bearer") else s[:6] + "***"
+
+    return _SECRET.sub(sub, text)
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        rid = getattr(record, "request_id", None)
+        if rid:
+            out["request_id"] = rid
+        if record.exc_info:
+            out["exception"] = redact(self.formatException(record.exc_info))
+        return orjson.dumps(out).decode()
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = redact(super().format(record))
+        rid = getattr(record, "request_id", None)
+        return f"{line} [{rid}]" if rid else line
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Idempotent: the serving process and each worker process call it once."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_stellargate", False):
+            root.removeHandler(h)
+    handler._stellargate = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.getLogger("alembic").setLevel(logging.WARNING)
