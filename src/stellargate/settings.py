@@ -236,6 +236,8 @@ class Settings(_Model):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: list[ModelSettings] = Field(default_factory=list)
+    # Prices by model id or glob pattern, over the bundled table (see data/prices.yaml).
+    prices: dict[str, PriceSettings] = Field(default_factory=dict)
     usage: UsageSettings = Field(default_factory=UsageSettings)
     keys: KeySettings = Field(default_factory=KeySettings)
     # Limits and budgets per key: the defaults of every key, and named plans keys may reference.

@@ -217,3 +217,21 @@ async def test_models_list_shape(client: openai.AsyncOpenAI) -> None:
     assert m.owned_by == "fake"
     assert m.model_extra is not None
     assert m.model_extra["context_window"] == 128000
+
+
+async def test_unconfigured_models_are_priced_from_the_bundled_table(gateway: GatewayProc) -> None:
+    kid, key = await gateway.create_key("bundled-prices")
+    c = openai.AsyncOpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+    r = await c.chat.completions.create(model="fake/gpt-4o-mini", messages=MSG)  # type: ignore[arg-type]
+    await c.close()
+    assert r.usage is not None
+
+    async def record() -> Any:
+        _, body = await gateway.admin("GET", f"/admin/v1/usage?key_id={kid}")
+        return body["data"][0] if body["data"] else None
+
+    rec = await wait_until(record)
+    assert rec["cost_usd"] == pytest.approx(
+        (r.usage.prompt_tokens * 0.15 + r.usage.completion_tokens * 0.60) / 1e6
+    )
+    assert "unpriced" not in rec["meta"]

@@ -18,6 +18,7 @@ from stellargate.pipeline.auth import check_model
 from stellargate.pipeline.breaker import Breaker
 from stellargate.pipeline.context import Context, Next
 from stellargate.pipeline.deployments import Deployment, Member, ModelGroup
+from stellargate.pricing import PriceTable, to_price
 from stellargate.providers.base import ProviderAdapter, Target
 from stellargate.providers.registry import adapter_for, base_url_for
 from stellargate.settings import ModelSettings, ProviderSettings, Settings
@@ -31,6 +32,7 @@ class Router:
             name: (p, adapter_for(p.type), base_url_for(p, name)) for name, p in settings.providers.items()
         }
         self.models: dict[str, ModelSettings] = {m.name: m for m in settings.models}
+        self.prices = PriceTable(settings.prices)
         self.deployments: dict[str, Deployment] = {}
         # Set by breaker_sync when Redis shares ejections; given to every deployment made later too.
         self.on_breaker_change: Callable[[Breaker], None] | None = None
@@ -55,10 +57,10 @@ class Router:
 
     def _target(self, provider: str, upstream: str, public: str, ms: ModelSettings | None) -> Target:
         p, adapter, base = self.providers[provider]
-        price = None
         if ms is not None and ms.price is not None:
-            pr = ms.price
-            price = Price(pr.input, pr.output, pr.cached_input, pr.cache_write, pr.per_image)
+            price: Price | None = to_price(ms.price)
+        else:
+            price = self.prices.lookup(upstream)
         timeouts = ms.timeouts.over(p.timeouts) if ms is not None and ms.timeouts is not None else None
         return Target(
             provider=provider,

@@ -70,6 +70,9 @@ class UsageStage:
         req, t = ctx.request, ctx.target
         u, estimated = final_usage(ctx)
         cost = t.price.cost(u) if t is not None and t.price is not None else 0.0
+        if t is not None and t.price is None and ctx.attempts:
+            # Neither the config nor the bundled table knows this model: say so, never look free.
+            ctx.meta["unpriced"] = True
         rec = UsageRecord(
             request_id=ctx.request_id,
             created_at=ctx.http.arrival,
