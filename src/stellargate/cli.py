@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from stellargate.settings import ENV_CONFIG, ConfigError, Settings, load_settings
+from stellargate.settings import ENV_CONFIG, WORKERS_NEED_REDIS, ConfigError, Settings, load_settings
 
 
 def _settings(path: str | None) -> Settings:
@@ -99,6 +99,10 @@ def cmd_serve(a: argparse.Namespace) -> int:
     host = a.host or s.server.host
     port = a.port if a.port is not None else s.server.port
     workers = a.workers or s.server.workers
+    if workers > 1 and not s.redis:
+        message, fix = WORKERS_NEED_REDIS
+        print(f"--workers {workers}: {message} — fix: {fix}", file=sys.stderr)
+        return 2
     from stellargate.logs import configure_logging
 
     configure_logging(s.log_level, s.log_format)

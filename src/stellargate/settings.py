@@ -520,6 +520,15 @@ def load_settings(
     return settings
 
 
+# Counters (rate limits, budgets), idempotency locks and circuit state must be shared by every
+# process that serves one key; worker processes share nothing but Redis.
+WORKERS_NEED_REDIS = (
+    "more than one worker needs redis: rate limits, budgets, idempotency and circuit state are shared "
+    "through it (each worker would otherwise enforce a key's limits on its own)",
+    "set redis: redis://127.0.0.1:6379/0, or run one worker",
+)
+
+
 def check_semantics(
     data: Mapping[str, Any], file: str, lines: Mapping[str, int] | None = None
 ) -> list[ConfigProblem]:
@@ -532,6 +541,11 @@ def check_semantics(
 
     def add(path: str, message: str, fix: str) -> None:
         problems.append(ConfigProblem(file, path, message, fix, lines.get(path)))
+
+    server = data.get("server")
+    workers = server.get("workers") if isinstance(server, dict) else None
+    if isinstance(workers, int) and workers > 1 and not data.get("redis"):
+        add("server.workers", *WORKERS_NEED_REDIS)
 
     types = provider_types()
     providers = data.get("providers")

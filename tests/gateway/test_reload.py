@@ -83,7 +83,9 @@ async def _ok(gw: GatewayProc, key: str, model: str) -> bool:
 
 
 async def test_a_reload_reaches_every_worker(upstream: FakeOpenAI, tmp_path: Path) -> None:
-    gw = await start_gateway(tmp_path, _config(upstream, ["old"]), workers=2)
+    # Several workers need Redis (the config check refuses them without it).
+    cfg = {**_config(upstream, ["old"]), "redis": "redis://127.0.0.1:6379/0"}
+    gw = await start_gateway(tmp_path, cfg, workers=2)
     try:
         _, key = await gw.create_key("reload-workers")
         rewrite(gw, _config(upstream, ["old", "added"]))

@@ -51,7 +51,7 @@ async def fresh_connection_calls(gw: GatewayProc, key: str, n: int) -> list[int]
 async def test_revocation_reaches_every_worker_on_the_next_request(
     upstream: FakeOpenAI, tmp_path: Path
 ) -> None:
-    gw = await start_gateway(tmp_path, config(upstream), workers=2)
+    gw = await start_gateway(tmp_path, config(upstream, redis=REDIS_URL), workers=2)
     try:
         kid, key = await gw.create_key("two-workers")
         assert await fresh_connection_calls(gw, key, 24) == [200] * 24  # now cached in both workers
@@ -67,7 +67,7 @@ async def test_cli_changes_reach_a_running_gateway(upstream: FakeOpenAI, tmp_pat
     import subprocess
     import sys
 
-    gw = await start_gateway(tmp_path, config(upstream), workers=2)
+    gw = await start_gateway(tmp_path, config(upstream, redis=REDIS_URL), workers=2)
     try:
 
         def cli(*args: str) -> Any:

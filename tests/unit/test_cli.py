@@ -115,3 +115,10 @@ def test_default_data_dir_from_environment(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "dd" / "stellargate.db").exists()
+
+
+def test_serve_refuses_several_workers_without_redis(cfg: Path) -> None:
+    r = run("serve", "--config", str(cfg), "--workers", "2", "--port", "0")
+    assert r.returncode == 2
+    assert "needs redis" in r.stderr
+    assert "fix:" in r.stderr

@@ -120,3 +120,14 @@ def test_unset_variables_are_listed(tmp_path: Path) -> None:
         write(tmp_path, "providers:\n  openai: {type: openai, api_key: ${OPENAI_API_KEY}}\n"), {}
     )
     assert any("OPENAI_API_KEY" in v for v in s.unset_variables)
+
+
+def test_several_workers_need_redis(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings(write(tmp_path, "server: {workers: 4}\n"), {})
+    (problem,) = e.value.problems
+    assert problem.path == "server.workers"
+    assert problem.line == 1
+    assert "redis" in problem.fix
+    s = load_settings(write(tmp_path, "server: {workers: 4}\nredis: redis://127.0.0.1:6379/0\n"), {})
+    assert s.server.workers == 4

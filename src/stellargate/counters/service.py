@@ -57,13 +57,7 @@ async def start_limits(settings: Settings, ledger: UsageLedger) -> Limits:
     else:
         mem = MemoryCounterStore()
         await seed_from_ledger(mem, ledger)
-        store = mem
-        if settings.server.workers > 1:
-            log.warning(
-                "%d workers share no counters without Redis: each enforces the limits on its own, so a "
-                "key may get up to %d times its limits; configure redis: for exact limits",
-                settings.server.workers, settings.server.workers,
-            )  # fmt: skip
+        store = mem  # one process: the CLI refuses several workers without Redis
     return Limits(policy, store, fail_open=settings.rate_limit_fail_open)
 
 
