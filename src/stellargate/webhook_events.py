@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from stellargate.core.usage import UsageRecord
 from stellargate.counters.policy import NANO, items_for, period_bounds
 from stellargate.runtime import Runtime
+from stellargate.timefmt import iso_utc
 from stellargate.webhooks import Webhooks
 
 log = logging.getLogger("stellargate.webhooks")
@@ -30,7 +30,7 @@ EXPIRY_WINDOW = 7 * 86400.0
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_utc(ts, "seconds")
 
 
 class BudgetWatch:

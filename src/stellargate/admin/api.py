@@ -6,12 +6,15 @@ import hmac
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import SecretStr
+
 from stellargate.admin.deployments import DeploymentsAdmin
 from stellargate.admin.limits import AdminLimits
 from stellargate.dialects.openai import bearer
 from stellargate.errors import AuthenticationError, InvalidRequest, PermissionDenied
 from stellargate.keyservice import public_view
 from stellargate.runtime import Runtime
+from stellargate.timefmt import iso_utc
 from stellargate.web import Request, Result, Router, json_reply
 
 _GROUPS = ("model", "key", "day")
@@ -42,7 +45,16 @@ def _limit(q: dict[str, str], default: int = 50, most: int = 200) -> int:
 
 
 def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    return None if ts is None else iso_utc(ts)
+
+
+def is_admin_token(admin: SecretStr | None, token: str | None) -> bool:
+    """The one comparison of a bearer token with the admin key, in constant time."""
+    return (
+        admin is not None
+        and token is not None
+        and hmac.compare_digest(token.encode(), admin.get_secret_value().encode())
+    )
 
 
 class AdminAPI:
@@ -75,7 +87,7 @@ class AdminAPI:
             raise AuthenticationError(
                 "The admin API needs 'Authorization: Bearer <admin key>'.", code="missing_api_key"
             )
-        if not hmac.compare_digest(token.encode(), admin.get_secret_value().encode()):
+        if not is_admin_token(admin, token):
             raise AuthenticationError("Incorrect admin key.", code="invalid_admin_key")
 
     async def _body(self, req: Request) -> dict[str, Any]:

@@ -7,23 +7,22 @@ keys and client addresses.
 
 from __future__ import annotations
 
-import hmac
-from datetime import UTC, datetime
 from typing import Any
 
-from stellargate.admin.api import _limit, parse_time
+from stellargate.admin.api import _limit, is_admin_token, parse_time
 from stellargate.dialects.openai import bearer
 from stellargate.errors import InvalidRequest, PermissionDenied
 from stellargate.pipeline.auth import authenticate
 from stellargate.runtime import Runtime
 from stellargate.storage.records import AuditEvent
+from stellargate.timefmt import iso_utc
 from stellargate.web import Request, Result, Router, json_reply
 
 SCOPE = "audit:read"
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return iso_utc(ts, "microseconds")
 
 
 def event_json(e: AuditEvent) -> dict[str, Any]:
@@ -48,12 +47,7 @@ class AuditAPI:
 
     async def _auth(self, req: Request) -> None:
         token = bearer(req.headers)
-        admin = self.rt.settings.admin_key
-        if (
-            token is not None
-            and admin is not None
-            and hmac.compare_digest(token.encode(), admin.get_secret_value().encode())
-        ):
+        if is_admin_token(self.rt.settings.admin_key, token):
             return
         key = await authenticate(self.rt.keys, token)
         if SCOPE not in key.scopes:

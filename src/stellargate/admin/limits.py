@@ -8,7 +8,6 @@ overrides; like every key change it reaches every worker and replica on their ne
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from stellargate.counters import CounterUnavailable
@@ -17,6 +16,7 @@ from stellargate.counters.redis import RedisCounterStore
 from stellargate.counters.service import Limits
 from stellargate.errors import InvalidRequest, ServiceUnavailable
 from stellargate.keyservice import public_view
+from stellargate.timefmt import iso_utc
 from stellargate.web import Request, Result, Router, json_reply
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ KINDS = {"r": "rate", "c": "concurrency", "q": "quota"}
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_utc(ts, "seconds")
 
 
 class AdminLimits:
