@@ -22,6 +22,7 @@ from stellargate.dialects.gemini import GeminiDialect
 from stellargate.dialects.openai import OpenAIDialect
 from stellargate.dialects.tasks import TasksDialect
 from stellargate.errors import GatewayError, MethodNotAllowed, NotFound
+from stellargate.gctune import tune_gc
 from stellargate.logs import configure_logging, request_id_var
 from stellargate.openapi import OpenAPIRoute
 from stellargate.reload import Reloader
@@ -107,6 +108,7 @@ class Gateway:
         AuditAPI(self.rt).register(self.router)
         OpsRoutes(self.rt).register(self.router)
         OpenAPIRoute(list(self.rt.models.models)).register(self.router)
+        tune_gc()  # last: what start-up built lives as long as the process
 
     async def shutdown(self) -> None:
         if self.reloader is not None:
