@@ -97,7 +97,7 @@ async def run(limits: Limits, key: KeyRecord, n: int, concurrency: int) -> float
     store = limits.store
     if isinstance(store, RedisCounterStore):
         for _ in range(10_000):  # the settlements still in flight (bounded wait)
-            if not store._tasks and not store._batch:
+            if not store._tasks and not store._batch and not store._sent:
                 break
             await asyncio.sleep(0.001)
     return (time.process_time() - t0) / n * 1e6

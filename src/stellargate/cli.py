@@ -174,11 +174,11 @@ def _print_key(view: dict[str, Any], as_json: bool, secret: str | None = None) -
         return
     if secret:
         print(f"\n  {secret}\n\nThis key is shown once and cannot be recovered: store it now.\n")
-    for k in ("id", "name", "prefix", "status", "models", "scopes", "metadata"):
+    for k in ("id", "name", "prefix", "status", "models", "scopes", "metadata", "log_prompts"):
         v = view[k]
-        print(f"  {k:<10} {', '.join(v) if isinstance(v, list) else v if v not in ({}, None) else '-'}")
+        print(f"  {k:<11} {', '.join(v) if isinstance(v, list) else v if v not in ({}, None) else '-'}")
     for k in ("created_at", "expires_at", "revoked_at"):
-        print(f"  {k:<10} {_fmt_time(view[k])}")
+        print(f"  {k:<11} {_fmt_time(view[k])}")
 
 
 def cmd_keys(a: argparse.Namespace) -> int:
@@ -191,7 +191,12 @@ def cmd_keys(a: argparse.Namespace) -> int:
         if a.keys_cmd == "create":
             meta = dict(kv.split("=", 1) for kv in a.metadata or [])
             rec, secret = await svc.create(
-                name=a.name, models=a.models, scopes=a.scopes, expires_in=a.expires_in, metadata=meta
+                name=a.name,
+                models=a.models,
+                scopes=a.scopes,
+                expires_in=a.expires_in,
+                metadata=meta,
+                log_prompts=a.log_prompts,
             )
             _print_key(public_view(rec), a.json, secret)
         elif a.keys_cmd == "list":
@@ -291,6 +296,11 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--scopes", nargs="+", help="allowed endpoint scopes; default all (*)")
     c.add_argument("--expires-in", help="e.g. 30d, 12h, 90m")
     c.add_argument("--metadata", nargs="+", metavar="K=V")
+    c.add_argument(
+        "--log-prompts",
+        action="store_true",
+        help="log each request's prompt and completion (logger stellargate.prompts)",
+    )
     lst = ks.add_parser("list", help="list keys")
     lst.add_argument("--all", action="store_true", help="include revoked keys")
     for name in ("show", "revoke", "rotate"):

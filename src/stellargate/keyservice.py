@@ -55,6 +55,12 @@ def _scopes(value: Any) -> list[str]:
     return scopes
 
 
+def _log_prompts(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidRequest("'log_prompts' must be true or false.", param="log_prompts")
+    return value
+
+
 def _limits(value: Any) -> dict[str, Any]:
     """A key's limit overrides, validated as the config's figures are (a bad figure stored would
     fail every request of the key)."""
@@ -82,7 +88,7 @@ def public_view(rec: KeyRecord) -> dict[str, Any]:
         "id": rec.id, "object": "api_key", "name": rec.name, "prefix": rec.prefix, "status": status,
         "created_at": rec.created_at, "updated_at": rec.updated_at, "expires_at": rec.expires_at,
         "revoked_at": rec.revoked_at, "enabled": rec.enabled, "models": rec.models, "scopes": rec.scopes,
-        "metadata": rec.metadata, "plan": rec.plan, "limits": rec.limits,
+        "metadata": rec.metadata, "plan": rec.plan, "limits": rec.limits, "log_prompts": rec.log_prompts,
     }  # fmt: skip
 
 
@@ -114,6 +120,7 @@ class KeyService:
         expires_in: str | float | None = None,
         expires_at: float | None = None,
         metadata: dict[str, Any] | None = None,
+        log_prompts: bool = False,
     ) -> tuple[KeyRecord, str]:
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise InvalidRequest("'name' must be a non-empty string of at most 200 characters.", param="name")
@@ -138,10 +145,13 @@ class KeyService:
             models=_str_list(models, "models") if models is not None else [],
             scopes=_scopes(scopes) if scopes is not None else ["*"],
             metadata=metadata or {},
+            log_prompts=_log_prompts(log_prompts),
         )
         await self._store.create(rec)
         await self._notify()
-        details = {"name": rec.name, "prefix": rec.prefix, "scopes": rec.scopes}
+        details: dict[str, Any] = {"name": rec.name, "prefix": rec.prefix, "scopes": rec.scopes}
+        if rec.log_prompts:
+            details["log_prompts"] = True  # who asked for prompts to be logged, and when
         await self._audited("key.created", rec, details)
         return rec, secret
 
@@ -154,7 +164,7 @@ class KeyService:
     async def update(self, key_id: str, changes: dict[str, Any]) -> KeyRecord:
         # plan and limits arrive validated against the config's plans (admin/limits.py).
         allowed = {"name", "models", "scopes", "enabled", "expires_at", "expires_in", "metadata"}
-        allowed |= {"plan", "limits"}
+        allowed |= {"plan", "limits", "log_prompts"}
         unknown = sorted(set(changes) - allowed)
         if unknown:
             raise InvalidRequest(f"Unknown field(s): {', '.join(unknown)}.", param=unknown[0])
@@ -181,6 +191,8 @@ class KeyService:
             fields["plan"] = changes["plan"]
         if "limits" in changes:
             fields["limits"] = _limits(changes["limits"])
+        if "log_prompts" in changes:
+            fields["log_prompts"] = _log_prompts(changes["log_prompts"])
         if "expires_in" in changes:
             fields["expires_at"] = time.time() + parse_duration(changes["expires_in"])
         elif "expires_at" in changes:
@@ -188,12 +200,16 @@ class KeyService:
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
                 raise InvalidRequest("'expires_at' must be unix seconds or null.", param="expires_at")
             fields["expires_at"] = v
-        await self.get(key_id)
+        before = await self.get(key_id)
         rec = await self._store.update(key_id, **fields)
         if rec is None:
             raise NotFound(f"No API key with id '{key_id}'.", code="key_not_found")
         await self._notify()
-        await self._audited("key.updated", rec, {"fields": sorted(fields)})
+        details: dict[str, Any] = {"fields": sorted(fields)}
+        if "log_prompts" in fields:
+            # Whether a key's prompts reach the logs is a privacy decision: the log keeps both values.
+            details["log_prompts"] = {"from": before.log_prompts, "to": rec.log_prompts}
+        await self._audited("key.updated", rec, details)
         return rec
 
     async def revoke(self, key_id: str) -> KeyRecord:

@@ -4,7 +4,12 @@ The request id lives in a context variable set by the app for each request (one 
 request, tens of nanoseconds), so any module's log line made while serving it carries it without
 passing it around. Secrets are never logged on purpose; as a second line of defence, anything that
 looks like a gateway key (``sg-…``), a provider key (``sk-…``, ``sk-ant-…``, ``AIza…``) or a bearer
-token is masked in every line. Prompt and completion text is never logged.
+token is masked in every line, structured fields included. Prompt and completion text is never
+logged, except on the logger ``stellargate.prompts`` (promptlog.py), and there only for requests of
+a key whose ``log_prompts`` switch is on.
+
+A record may carry structured fields (``extra={"fields": {...}}``): JSON lines get them as
+top-level keys (never replacing the standard ones), text lines as one JSON object at the end.
 """
 
 from __future__ import annotations
@@ -35,6 +40,18 @@ def redact(text: str) -> str:
     return _SECRET.sub(sub, text)
 
 
+def redact_fields(value: Any) -> Any:
+    """``value`` with every string in it masked; walked rather than masked as JSON text, where a
+    bearer token's ``\\S+`` would swallow the closing quote and break the line."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_fields(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_fields(v) for v in value]
+    return value
+
+
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
@@ -55,7 +72,12 @@ class JsonFormatter(logging.Formatter):
             out["request_id"] = rid
         if record.exc_info:
             out["exception"] = redact(self.formatException(record.exc_info))
-        return orjson.dumps(out).decode()
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            for k, v in fields.items():
+                if k not in out:
+                    out[k] = redact_fields(v)
+        return orjson.dumps(out, default=str).decode()
 
 
 class TextFormatter(logging.Formatter):
@@ -64,6 +86,9 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = redact(super().format(record))
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line += " " + orjson.dumps(redact_fields(fields), default=str).decode()
         rid = getattr(record, "request_id", None)
         return f"{line} [{rid}]" if rid else line
 
@@ -81,3 +106,5 @@ def configure_logging(level: str, fmt: str) -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # A key's log_prompts switch is an explicit request, not to be silenced by a quieter log_level.
+    logging.getLogger("stellargate.prompts").setLevel(logging.INFO)

@@ -8,6 +8,7 @@ answer, so a client generated from it parses errors too. Every path is also serv
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -38,8 +39,66 @@ IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "description": "Replays the first response for 24 h (scoped to the API key).",
+    "description": (
+        "Every POST takes it. The first request with a key runs; a repeat with the same body within"
+        " 24 h gets the first successful response byte for byte, with Idempotent-Replayed: true."
+        " A repeat while the first runs is a 409, one with another body a 422. Scoped to the caller"
+        " (the API key, or the admin key)."
+    ),
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "Sent on an answer replayed for an Idempotency-Key.",
+        "schema": {"const": "true"},
+    }
+}
+# One stable operationId per operation: the function names of a generated client.
+OPERATION_IDS = {
+    ("post", "/v1/chat/completions"): "createChatCompletion",
+    ("post", "/v1/completions"): "createCompletion",
+    ("post", "/v1/embeddings"): "createEmbeddings",
+    ("post", "/v1/images/generations"): "createImages",
+    ("get", "/v1/models"): "listModels",
+    ("get", "/v1/models/{model_id}"): "getModel",
+    ("post", "/v1/messages"): "createMessage",
+    ("post", "/v1/messages/count_tokens"): "countMessageTokens",
+    ("post", "/v1beta/models/{model}:generateContent"): "geminiGenerateContent",
+    ("post", "/v1beta/models/{model}:streamGenerateContent"): "geminiStreamGenerateContent",
+    ("get", "/v1beta/models"): "geminiListModels",
+    ("get", "/v1beta/models/{model}"): "geminiGetModel",
+    ("get", "/"): "taskApiStatus",
+    ("get", "/llm/providers"): "taskApiProviders",
+    ("post", "/llm/generation"): "taskGeneration",
+    ("post", "/llm/classification"): "taskClassification",
+    ("post", "/llm/summarization"): "taskSummarization",
+    ("post", "/llm/generation/stream"): "taskGenerationStream",
+    ("get", "/v1/audit-log"): "listAuditEvents",
+    ("get", "/v1/openapi.json"): "getOpenapiDocument",
+    ("get", "/metrics"): "getMetrics",
+    ("get", "/healthz"): "getHealth",
+    ("get", "/readyz"): "getReadiness",
+    ("post", "/admin/v1/keys"): "createKey",
+    ("get", "/admin/v1/keys"): "listKeys",
+    ("get", "/admin/v1/keys/{key_id}"): "getKey",
+    ("patch", "/admin/v1/keys/{key_id}"): "updateKey",
+    ("delete", "/admin/v1/keys/{key_id}"): "deleteKey",
+    ("post", "/admin/v1/keys/{key_id}/revoke"): "revokeKey",
+    ("post", "/admin/v1/keys/{key_id}/rotate"): "rotateKey",
+    ("get", "/admin/v1/keys/{key_id}/limits"): "getKeyLimits",
+    ("patch", "/admin/v1/keys/{key_id}/limits"): "updateKeyLimits",
+    ("get", "/admin/v1/keys/{key_id}/limits/trail"): "getBudgetTrail",
+    ("get", "/admin/v1/usage"): "listUsage",
+    ("get", "/admin/v1/deployments"): "listDeployments",
+    ("post", "/admin/v1/reload"): "reloadConfig",
+    ("post", "/admin/v1/webhooks"): "createWebhook",
+    ("get", "/admin/v1/webhooks"): "listWebhooks",
+    ("get", "/admin/v1/webhooks/{endpoint_id}"): "getWebhook",
+    ("patch", "/admin/v1/webhooks/{endpoint_id}"): "updateWebhook",
+    ("delete", "/admin/v1/webhooks/{endpoint_id}"): "deleteWebhook",
+    ("post", "/admin/v1/webhooks/{endpoint_id}/rotate-secret"): "rotateWebhookSecret",
+    ("post", "/admin/v1/webhooks/{endpoint_id}/test"): "testWebhook",
+    ("get", "/admin/v1/webhooks/{endpoint_id}/deliveries"): "listWebhookDeliveries",
 }
 
 
@@ -89,7 +148,7 @@ def op(
 def _model_post(
     summary: str, body: S, ok: S, *, errors: str = "openai", auth: str = "openai", stream: bool = True
 ) -> S:
-    return op(summary, "models", ok, body=body, errors=errors, auth=auth, params=[IDEMPOTENCY], stream=stream)
+    return op(summary, "models", ok, body=body, errors=errors, auth=auth, stream=stream)
 
 
 def _paths() -> S:
@@ -156,7 +215,7 @@ def _paths() -> S:
                     auth="gemini",
                     stream=False,
                 ),
-                "parameters": [*g_model, IDEMPOTENCY],
+                "parameters": g_model,
             }
         },
         "/v1beta/models/{model}:streamGenerateContent": {
@@ -170,7 +229,6 @@ def _paths() -> S:
                 ),
                 "parameters": [
                     *g_model,
-                    IDEMPOTENCY,
                     {"name": "alt", "in": "query", "required": True, "schema": {"const": "sse"}},
                 ],
             }
@@ -208,7 +266,7 @@ def _paths() -> S:
             "get": op(
                 "The audit log (admin key or audit:read)",
                 "audit",
-                s.page(s.AUDIT_EVENT),
+                s.AUDIT_PAGE,
                 params=[
                     _query("actor", s.STR),
                     _query("action", s.STR),
@@ -248,7 +306,7 @@ def _paths() -> S:
             "get": op(
                 "List keys",
                 "admin",
-                s.page(s.KEY),
+                s.KEY_PAGE,
                 auth="admin",
                 params=[*page_q, _query("include_revoked", {"enum": ["true", "false"]})],
             ),
@@ -269,6 +327,20 @@ def _paths() -> S:
             "patch": op(
                 "Change a key's plan and limits", "admin", s.ANY_OBJ, body=s.ANY_OBJ, auth="admin", params=kid
             ),
+        },
+        "/admin/v1/keys/{key_id}/limits/trail": {
+            "get": op(
+                "A budget's recorded changes, oldest first (404 budget_trail_off unless budget_trail is set)",
+                "admin",
+                s.BUDGET_TRAIL,
+                auth="admin",
+                params=[
+                    *kid,
+                    {**_query("budget", s.BUDGET_TRAIL["properties"]["budget"]), "required": True},
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100_000}, "the most recent"),
+                    _query("period", s.STR, "YYYY-MM-DD (a daily budget) or YYYY-MM; default: now"),
+                ],
+            )
         },
         "/admin/v1/usage": {
             "get": op(
@@ -329,7 +401,7 @@ def _paths() -> S:
             "get": op(
                 "Deliveries to an endpoint",
                 "webhooks",
-                s.page(s.DELIVERY),
+                s.DELIVERY_PAGE,
                 auth="admin",
                 params=[*eid, *page_q],
             )
@@ -350,7 +422,42 @@ def _with_models(node: Any, names: list[str]) -> Any:
     return node
 
 
+def _derived_id(method: str, path: str) -> str:
+    """A unique id for an operation not yet named in OPERATION_IDS (a test asks for a name)."""
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", path) if w]
+    return method + "".join(w[:1].upper() + w[1:] for w in words)
+
+
+def _conventions(paths: S) -> S:
+    """What holds for every operation: an operationId; on every POST, Idempotency-Key and the
+    Idempotent-Replayed header of its success answers."""
+    for path, item in paths.items():
+        for method, operation in item.items():
+            operation["operationId"] = OPERATION_IDS.get((method, path)) or _derived_id(method, path)
+            if method != "post":
+                continue
+            operation["parameters"] = [*operation.get("parameters", []), IDEMPOTENCY]
+            for status, answer in operation["responses"].items():
+                if status.startswith("2"):
+                    answer["headers"] = REPLAYED
+    return paths
+
+
+def _refs(node: Any, names: dict[int, str], top: bool = False) -> Any:
+    """The named schemas (``COMPONENTS``, found by identity) replaced by ``$ref``s to them."""
+    if isinstance(node, dict):
+        name = names.get(id(node))
+        if name is not None and not top:
+            return {"$ref": f"#/components/schemas/{name}"}
+        return {k: _refs(v, names) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_refs(v, names) for v in node]
+    return node
+
+
 def document(models: list[str] | None = None) -> S:
+    names = {id(schema): name for name, schema in s.COMPONENTS.items()}
+    schemas = {name: _refs(schema, names, top=True) for name, schema in s.COMPONENTS.items()}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -359,13 +466,14 @@ def document(models: list[str] | None = None) -> S:
             "description": "Self-hosted LLM API gateway. Every path is also served under /api/v1.",
         },
         "components": {
+            "schemas": _with_models(schemas, models or []),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "x_api_key": {"type": "apiKey", "in": "header", "name": "x-api-key"},
                 "x_goog_api_key": {"type": "apiKey", "in": "header", "name": "x-goog-api-key"},
-            }
+            },
         },
-        "paths": _with_models(_paths(), models or []),
+        "paths": _with_models(_refs(_conventions(_paths()), names), models or []),
     }
 
 

@@ -113,7 +113,16 @@ CHAT_COMPLETION = obj(
         "created": INT,
         "model": STR,
         "choices": arr(
-            obj({"index": INT, "message": ANY_OBJ, "finish_reason": nullable(STR)}, ("index", "message"))
+            obj(
+                {
+                    "index": INT,
+                    "message": obj(
+                        {"role": STR, "content": nullable(STR), "tool_calls": arr(ANY_OBJ)}, ("role",)
+                    ),
+                    "finish_reason": nullable(STR),
+                },
+                ("index", "message"),
+            )
         ),
         "usage": USAGE,
     },
@@ -219,6 +228,14 @@ TASK_RESPONSE = obj({"status": STR, "content": {}, "usage": {}}, ("status",))
 
 # -- admin -----------------------------------------------------------------------------------------
 
+LOG_PROMPTS: S = {
+    "type": "boolean",
+    "default": False,
+    "description": (
+        "Log each request's prompt and completion text (logger stellargate.prompts, one record a"
+        " request, secrets masked); the config's prompt_logging: off overrides it. Changes are audited."
+    ),
+}
 KEY = obj(
     {
         "id": STR,
@@ -234,7 +251,10 @@ KEY = obj(
         "models": arr(STR),
         "scopes": arr(STR),
         "metadata": ANY_OBJ,
-        "key": STR,
+        "plan": nullable(STR),
+        "limits": ANY_OBJ,
+        "log_prompts": LOG_PROMPTS,
+        "key": {"type": "string", "description": "The secret: in the answers of create and rotate only"},
     },
     ("id", "object", "name", "prefix", "status"),
 )
@@ -259,6 +279,7 @@ KEY_CREATE = obj(
         "expires_in": {"anyOf": [STR, {"type": "number", "exclusiveMinimum": 0}]},
         "expires_at": NUM,
         "metadata": ANY_OBJ,
+        "log_prompts": LOG_PROMPTS,
     },
     ("name",),
     extra=False,
@@ -270,6 +291,7 @@ KEY_UPDATE = obj(
         "enabled": BOOL,
         "expires_at": nullable(NUM),
         "metadata": ANY_OBJ,
+        "log_prompts": LOG_PROMPTS,
     },
     extra=False,
 )
@@ -335,5 +357,89 @@ DELIVERY = obj(
     ("id", "state", "attempts"),
 )
 RELOAD = obj(
-    {"object": STR, "applied": arr(STR), "restart_required": arr(STR)}, ("applied", "restart_required")
+    {
+        "object": STR,
+        "applied": arr(STR),
+        "restart_required": arr(STR),
+        # Deployments that kept their live state (breaker, latency) and those started afresh.
+        "deployments": obj({"kept": arr(STR), "fresh": arr(STR)}, ("kept", "fresh")),
+    },
+    ("applied", "restart_required"),
 )
+BUDGET_TRAIL_ENTRY = obj(
+    {
+        "at": TIME,
+        "op": {"enum": ["reserve", "settle", "refund", "seed"]},
+        "request_id": nullable(STR),
+        "used_delta": NUM,
+        "reserved_delta": NUM,
+        "used": NUM,
+        "reserved": NUM,
+    },
+    ("at", "op", "used", "reserved"),
+)
+BUDGET_TRAIL = obj(
+    {
+        "object": {"const": "budget_trail"},
+        "key_id": STR,
+        "budget": {"enum": ["tokens_per_month", "spend_per_day", "spend_per_month"]},
+        "unit": {"enum": ["usd", "tokens"]},
+        "period": STR,
+        "limit": nullable(NUM),
+        "trail_length": INT,
+        "kept": INT,
+        "added": nullable(INT),
+        "trimmed": nullable(INT),
+        "data": arr(BUDGET_TRAIL_ENTRY),
+    },
+    ("object", "key_id", "budget", "unit", "period", "kept", "added", "data"),
+)
+
+
+KEY_PAGE = page(KEY)
+AUDIT_PAGE = page(AUDIT_EVENT)
+DELIVERY_PAGE = page(DELIVERY)
+
+# Named schemas, served under components/schemas and referred to by $ref wherever they appear, so
+# a generated client has one class per shape (one OpenAIError, not one per operation).
+COMPONENTS: dict[str, S] = {
+    "OpenAIError": OPENAI_ERROR,
+    "AnthropicError": ANTHROPIC_ERROR,
+    "GeminiError": GEMINI_ERROR,
+    "TaskError": TASK_ERROR,
+    "ChatCompletionRequest": CHAT_REQUEST,
+    "ChatCompletion": CHAT_COMPLETION,
+    "Usage": USAGE,
+    "CompletionRequest": COMPLETIONS_REQUEST,
+    "Completion": COMPLETION,
+    "EmbeddingsRequest": EMBEDDINGS_REQUEST,
+    "Embeddings": EMBEDDINGS,
+    "ImagesRequest": IMAGES_REQUEST,
+    "Images": IMAGES,
+    "Model": MODEL,
+    "ModelList": MODEL_LIST,
+    "AnthropicModel": ANTHROPIC_MODEL,
+    "AnthropicModelList": ANTHROPIC_MODEL_LIST,
+    "MessagesRequest": MESSAGES_REQUEST,
+    "Message": MESSAGE_RESPONSE,
+    "CountTokens": COUNT_TOKENS,
+    "GeminiRequest": GEMINI_REQUEST,
+    "GeminiResponse": GEMINI_RESPONSE,
+    "GeminiModel": GEMINI_MODEL,
+    "GeminiModelList": GEMINI_MODEL_LIST,
+    "TaskRequest": TASK_REQUEST,
+    "TaskResponse": TASK_RESPONSE,
+    "ApiKey": KEY,
+    "ApiKeyCreate": KEY_CREATE,
+    "ApiKeyUpdate": KEY_UPDATE,
+    "ApiKeyList": KEY_PAGE,
+    "AuditEvent": AUDIT_EVENT,
+    "AuditEventList": AUDIT_PAGE,
+    "WebhookEndpoint": WEBHOOK,
+    "WebhookEndpointWrite": WEBHOOK_WRITE,
+    "WebhookDelivery": DELIVERY,
+    "WebhookDeliveryList": DELIVERY_PAGE,
+    "ReloadResult": RELOAD,
+    "BudgetTrail": BUDGET_TRAIL,
+    "BudgetTrailEntry": BUDGET_TRAIL_ENTRY,
+}

@@ -7,6 +7,12 @@ replaces the router's tables in one synchronous step (no ``await`` in between), 
 sees either the old configuration or the new one, never a mix. Upstream connection pools are keyed
 by provider and origin, so a changed base URL gets a new pool while old connections finish.
 
+What is kept: a deployment that stays the same upstream place (same id, i.e. provider name and
+upstream model, and a provider of the same type at the same base URL) keeps its live state: breaker
+(an ejection runs out its cooldown), latency EWMA, throttling, retry budget and counters, and its
+in-flight requests are counted on the same object. A changed or new deployment starts afresh. See
+``Router._unchanged``.
+
 What is applied: ``providers``, ``models`` and ``routing``. Other settings (server, database,
 Redis, limits, ...) need a restart; the answer lists those that changed. An invalid file changes
 nothing: the answer is a 400 listing every problem, as ``check-config`` would.
@@ -77,14 +83,22 @@ class Reloader:
             if not changed and actor.startswith("system:"):
                 # Told twice (the shared counter and Redis), or nothing changed: keep the live state.
                 return {"object": "config_reload", "applied": [], "restart_required": []}
-            router = Router(new)  # built before the swap, so a failure here leaves the old one
-            swap_router(self.rt.models, router)
+            live = self.rt.models
+            router = Router(new, previous=live)  # built before the swap: a failure leaves the old one
+            kept = sorted(router.taken_over)
+            fresh = sorted(i for i in router.deployments if i not in router.taken_over)
+            swap_router(live, router)
             self.rt.settings = old.model_copy(update={k: getattr(new, k) for k in APPLIED})
             self.reloads += 1
             restart = sorted(
                 k for k in type(new).model_fields if k not in _IGNORED and getattr(new, k) != getattr(old, k)
             )
-            details = {"applied": changed, "restart_required": restart, "pid": os.getpid()}
+            details = {
+                "applied": changed,
+                "restart_required": restart,
+                "deployments": {"kept": kept, "fresh": fresh},
+                "pid": os.getpid(),
+            }
             await self.rt.audit.record("config.reloaded", actor=actor, source=source, details=details)
             log.info(
                 "configuration reloaded (%s): applied %s; restart needed for %s", actor, changed, restart
@@ -95,6 +109,7 @@ class Reloader:
                 "restart_required": restart,
                 "providers": list(new.providers),
                 "models": [m.name for m in new.models],
+                "deployments": {"kept": kept, "fresh": fresh},
             }
 
     async def tell_others(self) -> None:

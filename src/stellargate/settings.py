@@ -210,6 +210,11 @@ class WebhookSettings(_Model):
     backoff_max: float = Field(3600.0, gt=0)
     timeout: float = Field(10.0, gt=0)  # seconds an endpoint has to answer
     poll_interval: float = Field(1.0, gt=0, le=60)  # how often due deliveries are looked for
+    # Seconds between scans for keys expiring within 7 days (key.expiring); the first runs
+    # min(5 s, this) after start. Below a second it would only load the database.
+    key_expiry_interval: float = Field(3600.0, ge=1, le=86400)
+    # Seconds between looks at the circuit breakers (deployment.ejected / .recovered).
+    breaker_poll_interval: float = Field(2.0, ge=0.1, le=60)
 
 
 class TracingSettings(_Model):
@@ -246,10 +251,17 @@ class Settings(_Model):
     # While the shared counters (Redis) are unreachable: admit on request-rate and concurrency
     # limits (true) or refuse (false). Token and spend budgets always refuse.
     rate_limit_fail_open: bool = True
+    # The last N changes of every spend and token budget counter, recorded with the change itself
+    # (GET /admin/v1/keys/{key_id}/limits/trail); 0: off. Top-level, not under limits:, because
+    # that section's shape is also a plan's and a key's overrides, and this is neither.
+    budget_trail: int = Field(0, ge=0, le=100_000)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     log_format: Literal["text", "json"] = "text"
+    # per_key: keys with log_prompts on have each request's prompt and completion logged;
+    # off: never, whatever the keys say (a deployment that must not keep prompts in its logs).
+    prompt_logging: Literal["per_key", "off"] = "per_key"
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -16,6 +18,7 @@ import pytest_asyncio
 
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway.limits_helpers import (
+    PRICE,
     burst,
     chat_body,
     config,
@@ -28,6 +31,7 @@ from tests.harness import GatewayProc, start_gateway, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 REDIS_URL = "redis://127.0.0.1:6379/0"
+TRAIL = 10_000  # budget_trail: far more changes than any test here makes, so none is trimmed
 
 
 @pytest_asyncio.fixture(scope="module", params=["memory", "redis"], loop_scope="session")
@@ -40,9 +44,10 @@ async def replicas(
     gws: list[GatewayProc] = []
     try:
         if request.param == "memory":
-            gws.append(await start_gateway(tmp_path_factory.mktemp("limits-mem"), config(upstream)))
+            cfg = config(upstream, budget_trail=TRAIL)
+            gws.append(await start_gateway(tmp_path_factory.mktemp("limits-mem"), cfg))
         else:
-            extra = {"database": await make_pg_database(), "redis": REDIS_URL}
+            extra = {"database": await make_pg_database(), "redis": REDIS_URL, "budget_trail": TRAIL}
             for i in range(2):
                 tmp = tmp_path_factory.mktemp(f"limits-redis{i}")
                 gws.append(await start_gateway(tmp, config(upstream, **extra)))
@@ -80,43 +85,101 @@ async def test_a_burst_of_1000_against_a_limit_of_100_admits_exactly_100(
 async def test_a_spend_budget_is_never_exceeded_under_500_concurrent_requests(
     replicas: list[GatewayProc],
 ) -> None:
+    """Checked from the budget trail: every state the counter went through, each recorded in the
+    same atomic step as the change that made it (on Redis, by both replicas)."""
     budget = 0.01
     kid, key = await new_key(replicas, spend_per_day=budget)
     gw = replicas[0]
-    history: list[tuple[float, float]] = []
-    done = asyncio.Event()
-
-    async def watch() -> None:
-        for _ in range(2000):  # bounded; every sample is one consistent read of the counters
-            row = (await limit_rows(gw, kid))["spend_per_day"]
-            history.append((row["used"], row["reserved"]))
-            if done.is_set():
-                return
-            await asyncio.sleep(0.01)
-
-    watcher = asyncio.create_task(watch())
     marker = uuid.uuid4().hex
     bodies = [chat_body(f"tell me about item {i} {marker}", max_tokens=40) for i in range(500)]
     answers = await burst([g.url for g in replicas], key, bodies)
-    done.set()
-    await watcher
     statuses = [a[0] for a in answers]
     assert 0 < statuses.count(200) < 500
     assert statuses.count(200) + statuses.count(403) == 500
     refused = next(a for a in answers if a[0] == 403)
     assert orjson.loads(refused[2])["error"]["code"] == "budget_exceeded"
-    assert len(history) >= 3
-    assert all(used + reserved <= budget + 1e-9 for used, reserved in history), max(history)
+    admitted = [a[1]["x-request-id"] for a in answers if a[0] == 200]
 
-    async def ledger() -> dict[str, object] | None:
+    async def ledger() -> dict[str, Any] | None:
         _, body = await gw.admin("GET", f"/admin/v1/usage?key_id={kid}&group_by=key")
         rows = body["data"]
         return rows[0] if rows and rows[0]["requests"] == 500 else None
 
+    async def settled() -> dict[str, Any] | None:
+        status, body = await gw.admin(
+            "GET", f"/admin/v1/keys/{kid}/limits/trail?budget=spend_per_day&limit={TRAIL}"
+        )
+        assert status == 200, body
+        return body if body["data"] and body["data"][-1]["reserved"] == 0 else None
+
     total = await wait_until(ledger, timeout=10)
-    row = await wait_until(lambda: _settled(gw, kid, "spend_per_day"), timeout=10)  # all settled
-    assert row["used"] == pytest.approx(total["cost_usd"], abs=1e-6)
-    assert row["used"] <= budget
+    trail = await wait_until(settled, timeout=10)
+    entries = trail["data"]
+    assert trail["trimmed"] == 0 and trail["kept"] == trail["added"] == len(entries) < TRAIL
+    assert len(entries) == 2 * len(admitted)  # one reservation and one settlement each, nothing else
+    for e in entries:
+        assert e["used"] + e["reserved"] <= budget + 1e-12, e
+    assert Counter(e["request_id"] for e in entries if e["op"] == "reserve") == Counter(admitted)
+    closed = Counter(e["request_id"] for e in entries if e["op"] in ("settle", "refund"))
+    assert closed == Counter(admitted)  # each admitted request settled exactly once
+    # Each state is the one before plus its change: no change of the counter is missing.
+    used = reserved = 0.0
+    for e in entries:
+        used, reserved = used + e["used_delta"], reserved + e["reserved_delta"]
+        assert (e["used"], e["reserved"]) == (
+            pytest.approx(used, abs=1e-12),
+            pytest.approx(reserved, abs=1e-12),
+        )
+    # The final spend is the upstream-reported usage priced (per request rounded to a nano-dollar).
+    priced = (total["prompt_tokens"] * PRICE["input"] + total["completion_tokens"] * PRICE["output"]) / 1e6
+    assert entries[-1]["used"] == pytest.approx(priced, abs=1e-6)
+    assert entries[-1]["used"] == pytest.approx(total["cost_usd"], abs=1e-6)
+    assert entries[-1]["used"] <= budget
+    row = (await limit_rows(gw, kid))["spend_per_day"]
+    assert (row["used"], row["reserved"]) == (entries[-1]["used"], 0)
+
+
+async def test_the_budget_trail_lists_each_change_in_tokens_or_usd(replicas: list[GatewayProc]) -> None:
+    gw = replicas[-1]
+    kid, key = await new_key(replicas, tokens_per_month=100_000, spend_per_day=1.0)
+    status, headers, _ = await post_chat(gw.url, key, chat_body("hello there", max_tokens=30))
+    assert status == 200
+    path = f"/admin/v1/keys/{kid}/limits/trail"
+
+    async def both() -> dict[str, Any] | None:
+        _, body = await replicas[0].admin("GET", f"{path}?budget=tokens_per_month")
+        return body if len(body["data"]) == 2 else None
+
+    body = await wait_until(both, timeout=5)
+    assert (body["unit"], body["limit"], body["trail_length"], body["trimmed"]) == (
+        "tokens",
+        100_000,
+        TRAIL,
+        0,
+    )
+    reserve, settle = body["data"]
+    assert (reserve["op"], settle["op"]) == ("reserve", "settle")
+    assert reserve["request_id"] == settle["request_id"] == headers["x-request-id"]
+    assert reserve["reserved_delta"] > 30 and settle["reserved_delta"] == -reserve["reserved_delta"]
+    assert settle["used"] == settle["used_delta"] > 0 and settle["reserved"] == 0
+    status, body = await gw.admin("GET", f"{path}?budget=spend_per_day&limit=1")
+    assert status == 200 and body["unit"] == "usd" and [e["op"] for e in body["data"]] == ["settle"]
+    assert 0 < body["data"][0]["used"] < 0.01 and body["kept"] == 2
+    status, body = await gw.admin("GET", f"{path}?budget=spend_per_day&period=2001-01-01")
+    assert status == 200 and (body["data"], body["added"]) == ([], 0)
+    bad = {"": "budget", "?budget=rpm": "budget", "?budget=spend_per_day&limit=0": "limit",
+           "?budget=spend_per_month&period=2001-01-01": "period"}  # fmt: skip
+    for query, param in bad.items():
+        status, body = await gw.admin("GET", path + query)
+        assert status == 400 and body["error"]["param"] == param, (query, body)
+    status, body = await gw.admin("GET", "/admin/v1/keys/nonexistent/limits/trail?budget=spend_per_day")
+    assert status == 404
+
+
+async def test_the_budget_trail_is_off_by_default(gateway: GatewayProc) -> None:
+    kid, _ = await gateway.create_key("trail-off")
+    status, body = await gateway.admin("GET", f"/admin/v1/keys/{kid}/limits/trail?budget=spend_per_day")
+    assert status == 404 and body["error"]["code"] == "budget_trail_off"
 
 
 async def _settled(gw: GatewayProc, kid: str, name: str) -> dict[str, float] | None:
@@ -159,7 +222,7 @@ async def test_a_concurrency_slot_is_released_on_success_error_timeout_and_disco
 
 
 async def _in_flight(gw: GatewayProc, kid: str) -> bool:
-    return (await limit_rows(gw, kid))["concurrency"]["reserved"] == 1
+    return bool((await limit_rows(gw, kid))["concurrency"]["reserved"] == 1)
 
 
 async def test_every_refusal_says_which_limit_in_the_callers_dialect(

@@ -16,9 +16,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from stellargate.openapi import OPERATION_IDS, document
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway.conftest import UPSTREAM_KEY
 from tests.harness import ADMIN_KEY, GatewayProc, start_gateway
+from tests.unit.test_docs import _routes
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 FUZZ_SECONDS = 15
@@ -37,6 +39,21 @@ async def test_the_document_is_openapi_3_1_and_names_every_route(gateway: Gatewa
     chat = paths["/v1/chat/completions"]["post"]
     assert any(p["name"] == "Idempotency-Key" for p in chat["parameters"])
     assert "default" in chat["responses"]  # the error shape
+
+
+async def test_every_operation_is_named_and_every_post_takes_an_idempotency_key() -> None:
+    doc = document(["gpt-4o"])
+    ops = [(m, p, o) for p, item in doc["paths"].items() for m, o in item.items()]
+    unnamed = [f"{m} {p}" for m, p, _ in ops if (m, p) not in OPERATION_IDS]
+    assert not unnamed, f"name these operations in openapi.OPERATION_IDS: {unnamed}"
+    assert len({o["operationId"] for _, _, o in ops}) == len(ops)
+    posts = {p for m, p, o in ops if m == "post"}
+    for m, p, o in ops:
+        if m == "post":
+            assert [x["name"] for x in o["parameters"]].count("Idempotency-Key") == 1, p
+    # Every POST route the source registers by a literal path is in the document.
+    served = {p for m, p in _routes() if m == "POST"}
+    assert served and served <= posts, served - posts
 
 
 async def _fuzz(

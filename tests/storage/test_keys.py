@@ -124,3 +124,14 @@ async def test_list_limit_is_capped(db: Database) -> None:
 async def test_bad_cursor(db: Database, cursor: str) -> None:
     with pytest.raises(ValueError, match="cursor"):
         await db.keys.list(cursor=cursor)
+
+
+async def test_log_prompts_is_stored_and_updated(db: Database) -> None:
+    off, on = key(1), key(2, log_prompts=True)
+    await db.keys.create(off)
+    await db.keys.create(on)
+    assert (await db.keys.get(off.id)).log_prompts is False  # type: ignore[union-attr]
+    assert (await db.keys.get_by_hash(on.key_hash)).log_prompts is True  # type: ignore[union-attr]
+    changed = await db.keys.update(off.id, log_prompts=True)
+    assert changed is not None and changed.log_prompts is True
+    assert await db.keys.get(off.id) == changed

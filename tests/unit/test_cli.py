@@ -122,3 +122,13 @@ def test_serve_refuses_several_workers_without_redis(cfg: Path) -> None:
     assert r.returncode == 2
     assert "needs redis" in r.stderr
     assert "fix:" in r.stderr
+
+
+def test_keys_create_with_prompt_logging(cfg: Path) -> None:
+    on = json.loads(
+        run("keys", "create", "--config", str(cfg), "--name", "on", "--log-prompts", "--json").stdout
+    )
+    off = json.loads(run("keys", "create", "--config", str(cfg), "--name", "off", "--json").stdout)
+    assert (on["log_prompts"], off["log_prompts"]) == (True, False)
+    shown = run("keys", "show", on["id"], "--config", str(cfg))
+    assert "log_prompts True" in " ".join(shown.stdout.split())

@@ -131,3 +131,14 @@ def test_several_workers_need_redis(tmp_path: Path) -> None:
     assert "redis" in problem.fix
     s = load_settings(write(tmp_path, "server: {workers: 4}\nredis: redis://127.0.0.1:6379/0\n"), {})
     assert s.server.workers == 4
+
+
+def test_webhook_scan_intervals_are_bounded(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, "webhooks: {key_expiry_interval: 1, breaker_poll_interval: 0.1}\n"), {})
+    assert (s.webhooks.key_expiry_interval, s.webhooks.breaker_poll_interval) == (1, 0.1)
+    assert load_settings(None, {}).webhooks.key_expiry_interval == 3600
+    bad = "webhooks: {key_expiry_interval: 0.5, breaker_poll_interval: 61}\n"
+    with pytest.raises(ConfigError) as e:
+        load_settings(write(tmp_path, bad), {})
+    paths = {p.path for p in e.value.problems}
+    assert {"webhooks.key_expiry_interval", "webhooks.breaker_poll_interval"} <= paths

@@ -15,9 +15,13 @@ from stellargate.errors import AuthenticationError, InvalidRequest, PermissionDe
 from stellargate.keyservice import public_view
 from stellargate.runtime import Runtime
 from stellargate.timefmt import iso_utc
-from stellargate.web import Request, Result, Router, json_reply
+from stellargate.web import Handler, Request, Result, Router, json_reply
 
 _GROUPS = ("model", "key", "day")
+# The Idempotency-Key scope of admin calls. There is one admin credential, so the scope is its
+# role, not a value derived from the secret (a hash of a possibly guessable admin key would be a
+# verifier for it in the database); the secret itself still seals the records (idempotency.py).
+ADMIN_SCOPE = "admin"
 
 
 def parse_time(value: str, param: str) -> float:
@@ -64,13 +68,13 @@ class AdminAPI:
 
     def register(self, router: Router) -> None:
         r = router.add
-        r("POST", "/admin/v1/keys", self.create_key)
+        r("POST", "/admin/v1/keys", self.idempotent(self.create_key))
         r("GET", "/admin/v1/keys", self.list_keys)
         r("GET", "/admin/v1/keys/{key_id}", self.get_key)
         r("PATCH", "/admin/v1/keys/{key_id}", self.update_key)
         r("DELETE", "/admin/v1/keys/{key_id}", self.revoke_key)
-        r("POST", "/admin/v1/keys/{key_id}/revoke", self.revoke_key)
-        r("POST", "/admin/v1/keys/{key_id}/rotate", self.rotate_key)
+        r("POST", "/admin/v1/keys/{key_id}/revoke", self.idempotent(self.revoke_key))
+        r("POST", "/admin/v1/keys/{key_id}/rotate", self.idempotent(self.rotate_key))
         r("GET", "/admin/v1/usage", self.usage)
         DeploymentsAdmin(self.rt.models, self._auth).register(router)
         AdminLimits(self).register(router)
@@ -90,6 +94,17 @@ class AdminAPI:
         if not is_admin_token(admin, token):
             raise AuthenticationError("Incorrect admin key.", code="invalid_admin_key")
 
+    def idempotent(self, handler: Handler) -> Handler:
+        """An admin POST that honours Idempotency-Key, scoped to the admin credential."""
+
+        async def handle(req: Request) -> Result:
+            # Before the record is looked up: a replay is shown only to the admin.
+            self._auth(req)
+            token = bearer(req.headers) or ""
+            return await self.rt.idempotency.guard(ADMIN_SCOPE, token, req, lambda: handler(req))
+
+        return handle
+
     async def _body(self, req: Request) -> dict[str, Any]:
         await req.read_body(self._limit)
         body = req.json() if req.body else {}
@@ -100,7 +115,8 @@ class AdminAPI:
     async def create_key(self, req: Request) -> Result:
         self._auth(req)
         b = await self._body(req)
-        unknown = sorted(set(b) - {"name", "models", "scopes", "expires_in", "expires_at", "metadata"})
+        known = {"name", "models", "scopes", "expires_in", "expires_at", "metadata", "log_prompts"}
+        unknown = sorted(set(b) - known)
         if unknown:
             raise InvalidRequest(f"Unknown field(s): {', '.join(unknown)}.", param=unknown[0])
         if "name" not in b:
@@ -112,6 +128,7 @@ class AdminAPI:
             expires_in=b.get("expires_in"),
             expires_at=b.get("expires_at"),
             metadata=b.get("metadata"),
+            log_prompts=b.get("log_prompts", False),
         )
         return json_reply({**public_view(rec), "key": secret}, status=201)
 

@@ -13,7 +13,7 @@ class ReloadAPI:
         self._reloader = reloader
 
     def register(self, router: Router) -> None:
-        router.add("POST", "/admin/v1/reload", self.reload)
+        router.add("POST", "/admin/v1/reload", self._admin.idempotent(self.reload))
 
     async def reload(self, req: Request) -> Result:
         self._admin._auth(req)

@@ -53,13 +53,13 @@ class WebhooksAPI:
 
     def register(self, router: Router) -> None:
         r = router.add
-        r("POST", "/admin/v1/webhooks", self.create)
+        r("POST", "/admin/v1/webhooks", self.admin.idempotent(self.create))
         r("GET", "/admin/v1/webhooks", self.list)
         r("GET", "/admin/v1/webhooks/{endpoint_id}", self.get)
         r("PATCH", "/admin/v1/webhooks/{endpoint_id}", self.update)
         r("DELETE", "/admin/v1/webhooks/{endpoint_id}", self.delete)
-        r("POST", "/admin/v1/webhooks/{endpoint_id}/rotate-secret", self.rotate)
-        r("POST", "/admin/v1/webhooks/{endpoint_id}/test", self.test)
+        r("POST", "/admin/v1/webhooks/{endpoint_id}/rotate-secret", self.admin.idempotent(self.rotate))
+        r("POST", "/admin/v1/webhooks/{endpoint_id}/test", self.admin.idempotent(self.test))
         r("GET", "/admin/v1/webhooks/{endpoint_id}/deliveries", self.deliveries)
 
     def _check(self, b: dict[str, Any], creating: bool) -> dict[str, Any]:

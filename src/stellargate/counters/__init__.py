@@ -10,6 +10,11 @@ requests can admit one that the limits refuse. Three kinds of counter:
   set scored by a deadline, so that a replica that dies cannot hold slots for ever).
 - ``q`` quota: a calendar period's committed use plus what open reservations hold, refused when
   committed + reserved + this request's worst case would pass the limit.
+
+A quota counter may keep a trail (``budget_trail``): its most recent changes, each recorded in the
+same atomic step as the change itself, so the trail is the exact sequence of states the counter
+went through (what an operator reads to explain a budget, and what the tests check the budget
+against).
 """
 
 from __future__ import annotations
@@ -54,6 +59,28 @@ class Usage:
     reset: float
 
 
+@dataclass(frozen=True, slots=True)
+class TrailEntry:
+    """One change of a quota counter, in its units (tokens or nano-USD)."""
+
+    ts: float  # the store's clock: Redis's TIME, or this process's wall clock
+    op: str  # reserve, settle, refund (settled with nothing committed), seed (in process, at start)
+    token: str  # the request id that made the change
+    committed_delta: float
+    reserved_delta: float
+    committed: float  # after the change
+    reserved: float
+
+
+@dataclass(frozen=True, slots=True)
+class Trail:
+    entries: list[TrailEntry]  # the most recent ones asked for, oldest first
+    kept: int  # entries the store holds for the counter
+    # Entries ever recorded in its period: more than ``kept`` means older ones were trimmed.
+    # None: the store cannot tell (Redis before 7.0).
+    added: int | None
+
+
 class CounterUnavailable(Exception):
     """The shared counter store cannot be reached (Redis down)."""
 
@@ -70,6 +97,11 @@ class CounterStore(Protocol):
 
     async def read(self, items: Sequence[Item]) -> list[Usage]:
         """The current state of items, without changing it (for the admin API)."""
+        ...
+
+    async def trail(self, key: str, count: int) -> Trail:
+        """The last ``count`` recorded changes of the quota counter ``key`` (empty when the
+        trail is off)."""
         ...
 
     async def close(self) -> None: ...

@@ -1,7 +1,8 @@
 """The Lua scripts of the Redis counter store. Each runs atomically on the server, one round trip.
 
-Arguments: KEYS are the counters; ARGV holds five values per key: kind (r, c, q), limit, period,
-cost (reserve) or actual use (settle), and the request's token (its concurrency slot's member).
+Arguments: KEYS are the counters; ARGV holds five values per key (RESERVE): kind (r, c, q), limit,
+period, cost, and the request's token (its concurrency slot's member); SETTLE six: kind, limit,
+period, cost, actual use, token. Both take one more, last: the trail's length (0: off).
 Rates and slots read the server's clock (TIME), so replicas' clocks never matter. Numbers go back
 as strings: Redis would truncate a Lua float to an integer.
 
@@ -11,6 +12,14 @@ nothing). Settle adds (actual - cost) * T, never moving the time before now.
 Concurrency: a sorted set of tokens scored by their deadline; expired ones are dropped first.
 Quota: a hash {c: committed, r: reserved} in integer units (tokens, nano-USD), expiring after
 its calendar period; admitted when c + r + cost <= limit (and, at no cost, while c + r < limit).
+
+Trail (length N > 0): each change of a quota is also appended, in the same script, to the stream
+``<counter>:trail`` (XADD MAXLEN = N, exact: the last N changes) with the fields t (server time),
+op (reserve, settle, or refund when nothing was committed), id (the token), dc and dr (the change
+of c and r) and c and r after it; the stream expires with its counter. The stream's name is not
+among KEYS: it is the counter's name plus a suffix, so it shares its hash tag and, on Redis
+Cluster, its slot. TRAIL reads the last ARGV[1] entries and how many were ever added (-1 before
+Redis 7.0, which does not count them).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local n = #KEYS
+local trail = tonumber(ARGV[5 * n + 1]) or 0
 local out = {}
 local failed, retry = -1, 0
 local news = {}
@@ -82,8 +92,15 @@ for i = 1, n do
     redis.call('ZADD', key, now + period, ARGV[b + 5])
     redis.call('PEXPIRE', key, math.ceil(period * 1000) + 1000)
   else
-    redis.call('HINCRBY', key, 'r', cost)
+    local r = redis.call('HINCRBY', key, 'r', cost)
     redis.call('EXPIRE', key, math.ceil(period) + 86400)
+    if trail > 0 then
+      local tk = key .. ':trail'
+      redis.call('XADD', tk, 'MAXLEN', trail, '*', 't', t[1] .. string.format('.%06d', tonumber(t[2])),
+        'op', 'reserve', 'id', ARGV[b + 5], 'dc', '0', 'dr', cost,
+        'c', redis.call('HGET', key, 'c') or '0', 'r', string.format('%d', r))
+      redis.call('EXPIRE', tk, math.ceil(period) + 86400)
+    end
   end
 end
 return out
@@ -92,6 +109,7 @@ return out
 SETTLE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local trail = tonumber(ARGV[6 * #KEYS + 1]) or 0
 for i = 1, #KEYS do
   local b = (i - 1) * 6
   local kind, limit, period = ARGV[b + 1], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
@@ -112,8 +130,19 @@ for i = 1, #KEYS do
     redis.call('ZREM', key, ARGV[b + 6])
   else
     if redis.call('EXISTS', key) == 1 then
-      redis.call('HINCRBY', key, 'r', -cost)
-      redis.call('HINCRBY', key, 'c', actual)
+      local r = redis.call('HINCRBY', key, 'r', -cost)
+      local c = redis.call('HINCRBY', key, 'c', actual)
+      if trail > 0 then
+        local tk = key .. ':trail'
+        local op = 'settle'
+        if actual == 0 then op = 'refund' end
+        redis.call('XADD', tk, 'MAXLEN', trail, '*', 't', t[1] .. string.format('.%06d', tonumber(t[2])),
+          'op', op, 'id', ARGV[b + 6], 'dc', ARGV[b + 5], 'dr', string.format('%d', -cost),
+          'c', string.format('%d', c), 'r', string.format('%d', r))
+        -- A stream first written here (the trail was off at the reservation) must expire too.
+        local ttl = redis.call('PTTL', key)
+        if ttl > 0 then redis.call('PEXPIRE', tk, ttl) end
+      end
     end
   end
 end
@@ -148,4 +177,15 @@ for i = 1, #KEYS do
   out[#out + 1] = tostring(reset)
 end
 return out
+"""
+
+TRAIL = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0, {}} end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local length, added = 0, -1
+for i = 1, #info, 2 do
+  if info[i] == 'length' then length = info[i + 1] end
+  if info[i] == 'entries-added' then added = info[i + 1] end
+end
+return {length, added, redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1])}
 """

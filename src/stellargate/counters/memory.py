@@ -3,21 +3,34 @@
 Atomicity needs no lock: ``reserve`` never awaits between its check and its update, so on one
 event loop no other request can interleave (asyncio switches tasks only at an ``await``).
 Rates and concurrency use the monotonic clock; quota keys carry their calendar period in their
-name, and expire with it.
+name, and expire with it. A quota's trail (``trail`` > 0) is a bounded deque beside it, appended
+to in the same step as each change.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Sequence
 
-from stellargate.counters import EPS, Decision, Item, Usage
+from stellargate.counters import EPS, Decision, Item, Trail, TrailEntry, Usage
 
 SWEEP_EVERY = 60.0  # seconds between sweeps of expired rate and quota state
 
 
+class _Trail:
+    __slots__ = ("added", "entries")
+
+    def __init__(self, length: int) -> None:
+        # Tuples, made TrailEntry only when read: a frozen dataclass costs several times more to build.
+        self.entries: deque[tuple[float, str, str, float, float, float, float]] = deque(maxlen=length)
+        self.added = 0
+
+
 class MemoryCounterStore:
-    def __init__(self) -> None:
+    def __init__(self, *, trail: int = 0) -> None:
+        self._trail_len = trail  # changes kept per quota counter; 0: no trail
+        self._trails: dict[str, _Trail] = {}
         self._tat: dict[str, float] = {}  # rate: theoretical arrival time (monotonic seconds)
         self._inflight: dict[str, int] = {}
         self._quota: dict[str, list[float]] = {}  # [committed, reserved]
@@ -26,13 +39,16 @@ class MemoryCounterStore:
 
     def seed(self, key: str, committed: float, period_left: float) -> None:
         """Start a quota from use recorded before this process started (the usage ledger)."""
-        self._quota[key] = [committed, 0.0]
+        q = self._quota[key] = [committed, 0.0]
         self._expires[key] = time.time() + period_left
+        if self._trail_len:
+            # The trail's first entry explains a committed figure that no request of this process made.
+            self._note(key, "seed", "", committed, 0.0, q)
 
     async def reserve(self, items: Sequence[Item], token: str) -> Decision:
-        return self.reserve_now(items)
+        return self.reserve_now(items, token)
 
-    def reserve_now(self, items: Sequence[Item]) -> Decision:
+    def reserve_now(self, items: Sequence[Item], token: str = "") -> Decision:
         now = time.monotonic()
         if now >= self._next_sweep:
             self._sweep(now)
@@ -87,6 +103,8 @@ class MemoryCounterStore:
                     q = self._quota[it.key] = [0.0, 0.0]
                     self._expires[it.key] = wall + it.period
                 q[1] += it.cost
+                if self._trail_len:
+                    self._note(it.key, "reserve", token, 0.0, it.cost, q)
         return Decision(True, -1, 0.0, remaining, reset)
 
     def settle(self, items: Sequence[Item], token: str, actual: Sequence[float]) -> None:
@@ -108,8 +126,11 @@ class MemoryCounterStore:
             else:
                 q = self._quota.get(it.key)
                 if q is not None:  # None: its period ended (and was swept) while in flight
-                    q[1] = max(0.0, q[1] - it.cost)
+                    held = q[1]
+                    q[1] = max(0.0, held - it.cost)
                     q[0] += used
+                    if self._trail_len:
+                        self._note(it.key, "settle" if used else "refund", token, used, q[1] - held, q)
 
     async def read(self, items: Sequence[Item]) -> list[Usage]:
         now = time.monotonic()
@@ -128,6 +149,21 @@ class MemoryCounterStore:
                 out.append(Usage(c, r, max(0.0, it.limit - c - r), it.period))
         return out
 
+    async def trail(self, key: str, count: int) -> Trail:
+        t = self._trails.get(key)
+        if t is None:
+            return Trail([], 0, 0)
+        n = len(t.entries)
+        entries = [TrailEntry(*e) for e in list(t.entries)[max(0, n - count) :]] if count > 0 else []
+        return Trail(entries, n, t.added)
+
+    def _note(self, key: str, op: str, token: str, dc: float, dr: float, q: list[float]) -> None:
+        t = self._trails.get(key)
+        if t is None:
+            t = self._trails[key] = _Trail(self._trail_len)
+        t.entries.append((time.time(), op, token, dc, dr, q[0], q[1]))
+        t.added += 1
+
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + SWEEP_EVERY
         for k in [k for k, tat in self._tat.items() if tat <= now]:
@@ -138,6 +174,7 @@ class MemoryCounterStore:
             q = self._quota.get(k)
             if q is not None and q[1] <= 0:
                 del self._quota[k]
+                self._trails.pop(k, None)
 
     async def close(self) -> None:
         return None

@@ -34,15 +34,14 @@ def encode(args: tuple[bytes | str, ...]) -> bytes:
     return b"".join(out)
 
 
-def _deliver(fut: asyncio.Future[Any], orphan: Callable[[Any], None]) -> None:
-    if not fut.cancelled() and fut.exception() is None:
-        orphan(fut.result())
+Orphan = Callable[[Any], None] | None
 
 
 class _Conn(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
-        self.pending: deque[tuple[asyncio.Future[Any], float]] = deque()
+        # (reply future, time sent, orphan): a cancelled caller's reply goes to its orphan callback.
+        self.pending: deque[tuple[asyncio.Future[Any], float, Orphan]] = deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.out: list[bytes] = []  # commands of this loop iteration, written together
@@ -63,9 +62,11 @@ class _Conn(asyncio.Protocol):
             if not self.pending:
                 self.fail(ConnectionError("Redis sent a reply nobody asked for"))
                 return
-            fut, _ = self.pending.popleft()
+            fut, _, orphan = self.pending.popleft()
             if not fut.done():
                 fut.set_result(reply)
+            elif orphan is not None and fut.cancelled():
+                orphan(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(ConnectionError(f"Redis connection lost: {exc or 'closed'}"))
@@ -73,7 +74,7 @@ class _Conn(asyncio.Protocol):
     def fail(self, exc: Exception) -> None:
         self.closed = True
         while self.pending:
-            fut, _ = self.pending.popleft()
+            fut, _, _ = self.pending.popleft()
             if not fut.done():
                 fut.set_exception(exc)
         if self.transport is not None:
@@ -94,30 +95,32 @@ class RespClient:
         self._connecting: asyncio.Task[_Conn] | None = None
         self._watch: asyncio.TimerHandle | None = None
 
-    async def call(self, *args: bytes | str, orphan: Callable[[Any], None] | None = None) -> Any:
+    async def call(self, *args: bytes | str, orphan: Orphan = None) -> Any:
         """Send a command and return its reply. ``orphan``: should the caller be cancelled once the
         command is sent, it is called with the reply when that arrives (the command may have
         changed something the caller must undo)."""
         conn = self._conn
         if conn is None or conn.closed:
             conn = await self._connection()
-        fut = self._send(conn, args)
-        if orphan is None:
-            reply = await fut
-        else:
-            try:
-                reply = await asyncio.shield(fut)
-            except asyncio.CancelledError:
-                fut.add_done_callback(lambda f: _deliver(f, orphan))
-                raise
+        # Awaited directly (no shield, no task): a cancelled caller cancels the future, and the
+        # reply then goes to ``orphan`` as it is read.
+        reply = await self._send(conn, args, orphan)
         if isinstance(reply, hiredis.ReplyError):
             raise RespError(str(reply))
         return reply
 
-    def _send(self, conn: _Conn, args: tuple[bytes | str, ...]) -> asyncio.Future[Any]:
+    def send_nowait(self, *args: bytes | str) -> asyncio.Future[Any] | None:
+        """Send a command without waiting for its reply (a future of it, which may hold a
+        ``hiredis.ReplyError``); None when there is no open connection to send it on."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return None
+        return self._send(conn, args)
+
+    def _send(self, conn: _Conn, args: tuple[bytes | str, ...], orphan: Orphan = None) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        conn.pending.append((fut, time.monotonic()))
+        conn.pending.append((fut, time.monotonic(), orphan))
         if not conn.out:
             # Every command issued in this loop iteration leaves in one write (one syscall).
             loop.call_soon(conn.flush)

@@ -23,10 +23,11 @@ log = logging.getLogger("stellargate.limits")
 
 
 class Limits:
-    def __init__(self, policy: Policy, store: CounterStore, *, fail_open: bool) -> None:
+    def __init__(self, policy: Policy, store: CounterStore, *, fail_open: bool, trail: int = 0) -> None:
         self.policy = policy
         self.store = store
         self.fail_open = fail_open
+        self.trail = trail  # the store's trail length (budget_trail), as it started
         self.unavailable_open = 0  # requests admitted unchecked while the store was unreachable
         self.unavailable_closed = 0  # requests refused because the store was unreachable
         self._last_log = 0.0
@@ -53,12 +54,12 @@ async def start_limits(settings: Settings, ledger: UsageLedger) -> Limits:
     policy = Policy(settings)
     store: CounterStore
     if settings.redis:
-        store = RedisCounterStore(settings.redis)
+        store = RedisCounterStore(settings.redis, trail=settings.budget_trail)
     else:
-        mem = MemoryCounterStore()
+        mem = MemoryCounterStore(trail=settings.budget_trail)
         await seed_from_ledger(mem, ledger)
         store = mem  # one process: the CLI refuses several workers without Redis
-    return Limits(policy, store, fail_open=settings.rate_limit_fail_open)
+    return Limits(policy, store, fail_open=settings.rate_limit_fail_open, trail=settings.budget_trail)
 
 
 async def seed_from_ledger(store: MemoryCounterStore, ledger: UsageLedger, now: float | None = None) -> None:

@@ -22,9 +22,9 @@ from stellargate.core.stream import StreamEvent
 from stellargate.dialects.anthropic_parse import parse_messages_request
 from stellargate.dialects.anthropic_render import RenderState, render_end, render_event
 from stellargate.dialects.anthropic_wire import STOP_REASONS, message_id, tool_input, usage_json
-from stellargate.dialects.base import error_headers
+from stellargate.dialects.base import Texts, error_headers, json_object
 from stellargate.dialects.openai import bearer
-from stellargate.dialects.sse import encode
+from stellargate.dialects.sse import SSEEvent, encode
 from stellargate.errors import GatewayError
 
 if TYPE_CHECKING:
@@ -105,3 +105,27 @@ class AnthropicDialect:
     def render_stream_error(self, err: GatewayError, request_id: str) -> bytes:
         # The official SDKs raise an APIStatusError on an `error` event.
         return encode(orjson.dumps(error_body(err, request_id)), "error")
+
+    def answer_texts(self, body: bytes) -> Texts:
+        obj = json_object(body)
+        blocks = obj.get("content") if obj is not None else None
+        if not isinstance(blocks, list):
+            return []
+        return [(0, b["text"]) for b in blocks if _is_text(b, "text") and b["text"]]
+
+    def stream_texts(self, ev: SSEEvent) -> Texts:
+        obj = json_object(ev.data)
+        if obj is None:
+            return []
+        kind = obj.get("type")
+        if kind == "content_block_delta" and _is_text(obj.get("delta"), "text_delta"):
+            text = obj["delta"]["text"]
+        elif kind == "content_block_start" and _is_text(obj.get("content_block"), "text"):
+            text = obj["content_block"]["text"]
+        else:
+            return []
+        return [(0, text)] if text else []
+
+
+def _is_text(block: Any, kind: str) -> bool:
+    return isinstance(block, dict) and block.get("type") == kind and isinstance(block.get("text"), str)

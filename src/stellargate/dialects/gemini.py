@@ -27,10 +27,10 @@ from stellargate.core.stream import (
     UsageReport,
 )
 from stellargate.core.usage import Usage
-from stellargate.dialects.base import error_headers
+from stellargate.dialects.base import Texts, error_headers, json_object
 from stellargate.dialects.gemini_parse import parse_generate_request
 from stellargate.dialects.openai import bearer
-from stellargate.dialects.sse import encode
+from stellargate.dialects.sse import SSEEvent, encode
 from stellargate.errors import GatewayError
 
 if TYPE_CHECKING:
@@ -207,3 +207,27 @@ class GeminiDialect:
 
     def render_stream_error(self, err: GatewayError, request_id: str) -> bytes:
         return encode(orjson.dumps(error_body(err, request_id)[1]))
+
+    def answer_texts(self, body: bytes) -> Texts:
+        return _candidate_texts(json_object(body))
+
+    def stream_texts(self, ev: SSEEvent) -> Texts:
+        return _candidate_texts(json_object(ev.data))  # each event is a GenerateContentResponse
+
+
+def _candidate_texts(obj: dict[str, Any] | None) -> Texts:
+    candidates = obj.get("candidates") if obj is not None else None
+    if not isinstance(candidates, list):
+        return []
+    out: Texts = []
+    for i, c in enumerate(candidates):
+        content = c.get("content") if isinstance(c, dict) else None
+        parts = content.get("parts") if isinstance(content, dict) else None
+        if not isinstance(parts, list):
+            continue
+        index = c.get("index")
+        for p in parts:
+            # A thought part is the model's reasoning summary, not its answer.
+            if isinstance(p, dict) and isinstance(p.get("text"), str) and p["text"] and not p.get("thought"):
+                out.append((index if isinstance(index, int) else i, p["text"]))
+    return out

@@ -20,9 +20,9 @@ from stellargate.core.stream import (
     UsageReport,
 )
 from stellargate.core.usage import Usage
-from stellargate.dialects.base import error_headers
+from stellargate.dialects.base import Texts, choice_texts, error_headers, json_object
 from stellargate.dialects.openai_parse import parse_chat_request
-from stellargate.dialects.sse import encode
+from stellargate.dialects.sse import SSEEvent, encode
 from stellargate.errors import GatewayError
 
 if TYPE_CHECKING:
@@ -196,3 +196,9 @@ class OpenAIDialect:
     def render_stream_error(self, err: GatewayError, request_id: str) -> bytes:
         # The official SDKs raise an APIError when a data event carries an "error" object.
         return encode(orjson.dumps(error_body(err, request_id)))
+
+    def answer_texts(self, body: bytes) -> Texts:
+        return choice_texts(json_object(body), "message", "content")
+
+    def stream_texts(self, ev: SSEEvent) -> Texts:
+        return [] if ev.data == b"[DONE]" else choice_texts(json_object(ev.data), "delta", "content")

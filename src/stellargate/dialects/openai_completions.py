@@ -16,7 +16,9 @@ from stellargate.core.request import ChatRequest, Message, TextPart
 from stellargate.core.response import ChatResponse
 from stellargate.core.stream import Finish, StreamEvent, StreamFailed, StreamStart, TextDelta, UsageReport
 from stellargate.core.usage import Usage
+from stellargate.dialects.base import Texts, choice_texts, json_object
 from stellargate.dialects.openai import OpenAIDialect, RenderState
+from stellargate.dialects.sse import SSEEvent
 from stellargate.dialects.validate import (
     boolean,
     integer,
@@ -183,3 +185,9 @@ class OpenAICompletionsDialect(OpenAIDialect):
         if isinstance(ev, StreamFailed):
             return self.render_stream_error(ev.error, "")
         return b""  # tool calls cannot occur: a legacy request offers no tools
+
+    def answer_texts(self, body: bytes) -> Texts:
+        return choice_texts(json_object(body), "text")
+
+    def stream_texts(self, ev: SSEEvent) -> Texts:
+        return [] if ev.data == b"[DONE]" else choice_texts(json_object(ev.data), "text")

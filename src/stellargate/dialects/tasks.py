@@ -20,9 +20,9 @@ from stellargate.core.request import ChatRequest, Message, ResponseFormat, TextP
 from stellargate.core.response import ChatResponse
 from stellargate.core.stream import StreamEvent, StreamFailed, StreamStart, TextDelta, UsageReport
 from stellargate.core.usage import Usage
-from stellargate.dialects.base import error_headers
+from stellargate.dialects.base import Texts, error_headers, json_object
 from stellargate.dialects.openai import bearer
-from stellargate.dialects.sse import encode
+from stellargate.dialects.sse import SSEEvent, encode
 from stellargate.dialects.validate import is_integer, is_number
 from stellargate.errors import GatewayError, InvalidRequest, SchemaError, UpstreamError
 
@@ -254,3 +254,17 @@ class TasksDialect:
         # Also a final chunk, so that a client reading until is_final stops.
         chunk = {"id": request_id or uuid.uuid4().hex, "text": "", "is_final": True, **self._error(err)}
         return encode(orjson.dumps(chunk))
+
+    def answer_texts(self, body: bytes) -> Texts:
+        obj = json_object(body)
+        content = obj.get("content") if obj is not None else None
+        if isinstance(content, dict):  # classification's class, summarization's summary
+            return [(0, orjson.dumps(content).decode())]
+        return [(0, content)] if isinstance(content, str) and content else []
+
+    def stream_texts(self, ev: SSEEvent) -> Texts:
+        obj = json_object(ev.data)
+        # The final chunk repeats the whole text: the increments before it are the answer.
+        if obj is None or obj.get("is_final") is not False or not isinstance(obj.get("text"), str):
+            return []
+        return [(0, obj["text"])] if obj["text"] else []

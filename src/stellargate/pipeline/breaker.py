@@ -13,6 +13,7 @@ through ``on_change``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Literal
 
@@ -59,6 +60,7 @@ class Breaker:
         "_s",
         "consecutive",
         "cooldown",
+        "ejected_at",
         "ejections",
         "name",
         "on_change",
@@ -75,6 +77,9 @@ class Breaker:
         self.open_until = 0.0
         self.cooldown = 0.0
         self.ejections = 0  # ejections since the last recovery: the cooldown doubles with each
+        # Unix time the current (or last) ejection began; a failed probe does not move it. It names
+        # the incident: webhook events are deduplicated on it, and replicas share it (breaker_sync).
+        self.ejected_at = 0.0
         self.consecutive = 0
         self.probing = False
         self.window = Window(s.window)  # a: requests, b: failures
@@ -89,6 +94,13 @@ class Breaker:
                 return False
             self.state, self.probing = "half_open", False
         return not self.probing
+
+    def configure(self, s: BreakerSettings) -> None:
+        """New settings after a config reload, keeping the state: they apply from the next decision
+        (a running ejection keeps its cooldown); a new window span starts an empty window."""
+        if s.window != self._s.window:
+            self.window = Window(s.window)
+        self._s = s
 
     def acquire(self) -> None:
         """An attempt starts: in half-open state it is the one probe."""
@@ -122,6 +134,8 @@ class Breaker:
                 self.eject(now)
 
     def eject(self, now: float) -> None:
+        if self.state == "closed":
+            self.ejected_at = time.time()
         self.ejections += 1
         self.cooldown = min(self._s.cooldown * 2 ** (self.ejections - 1), self._s.max_cooldown)
         self.state, self.open_until, self.probing, self.consecutive = "open", now + self.cooldown, False, 0
@@ -131,9 +145,12 @@ class Breaker:
 
     # -- decisions heard from other replicas ---------------------------------------------------
 
-    def remote_open(self, until: float, ejections: int, cooldown: float) -> None:
+    def remote_open(self, until: float, ejections: int, cooldown: float, since: float | None = None) -> None:
+        """``since``: the ejection's start as the deciding replica recorded it (None from an older one)."""
         if self.state == "open" and self.open_until >= until:
             return
+        if self.state == "closed":
+            self.ejected_at = since if since else time.time()
         self.state, self.open_until, self.probing, self.consecutive = "open", until, False, 0
         self.ejections = max(self.ejections, ejections)
         self.cooldown = cooldown

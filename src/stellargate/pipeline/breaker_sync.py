@@ -45,6 +45,7 @@ class BreakerSync:
                 until=time.time() + (b.open_until - time.monotonic()),
                 ejections=b.ejections,
                 cooldown=b.cooldown,
+                since=b.ejected_at,
             )
         task = asyncio.get_running_loop().create_task(self._publish(msg))
         self._pending.add(task)  # held until done: the loop keeps only weak references
@@ -73,7 +74,8 @@ class BreakerSync:
             if msg["state"] == "open":
                 until = time.monotonic() + (float(msg["until"]) - time.time())
                 if until > time.monotonic():
-                    d.breaker.remote_open(until, int(msg["ejections"]), float(msg["cooldown"]))
+                    since = float(msg.get("since") or 0.0) or None  # absent from older replicas
+                    d.breaker.remote_open(until, int(msg["ejections"]), float(msg["cooldown"]), since)
             elif msg["state"] == "closed":
                 d.breaker.remote_close()
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):

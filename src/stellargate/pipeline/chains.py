@@ -59,7 +59,7 @@ def model_chain(
         auth or AuthStage(rt.keys),
         # Before usage and limits: a replay or an idempotency conflict is not a model call.
         IdempotencyStage(rt.idempotency),
-        UsageStage(rt.outbox, rt.usage_observers),
+        UsageStage(rt.outbox, rt.usage_observers, log_prompts=rt.settings.prompt_logging == "per_key"),
         parse,
         RoutingStage(rt.models),
         *checks,

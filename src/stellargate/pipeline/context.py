@@ -15,6 +15,7 @@ from stellargate.web import Request, Result
 
 if TYPE_CHECKING:
     from stellargate.pipeline.deployments import ModelGroup
+    from stellargate.promptlog import Transcript
 
 
 @dataclass(slots=True)
@@ -39,6 +40,8 @@ class Context:
     ttft_ms: float | None = None
     attempts: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    # Only for a key with log_prompts on: the answer's text as the client gets it (promptlog.py).
+    transcript: Transcript | None = None
 
     @property
     def request_id(self) -> str:

@@ -68,6 +68,12 @@ class Deployment:
         self.failures = 0
         self.timeouts: dict[str, int] = {}  # expiries by kind (connect, first_byte, idle, total)
 
+    def configure(self, policy: RoutingSettings, rpm: int | None, tpm: int | None) -> None:
+        """Settings from a config reload that kept this deployment: its state stays."""
+        self.breaker.configure(policy.breaker)
+        self.budget.configure(policy.retry_budget)
+        self.rpm, self.tpm = rpm, tpm
+
     def available(self, now: float) -> bool:
         """Not ejected and within its RPM/TPM (throttling is a preference: see ModelGroup.pick)."""
         if not self.breaker.available(now):
@@ -203,6 +209,10 @@ class Attempt:
         if cls in HEALTH_CLASSES:
             dep.failures += 1
             dep.breaker.failure(now)
+        else:
+            # A 429 or a client error says nothing of health; were this the half-open probe,
+            # holding its slot would keep the deployment out of rotation for good.
+            dep.breaker.abandon()
 
     def release(self, tokens: int = 0) -> None:
         if self._released:

@@ -1,13 +1,18 @@
 """Idempotency-Key: the first request with a key executes; a repeat replays its stored response.
 
-Scoped to the API key. A repeat within ``idempotency.ttl`` with the same method, path and body
-gets the first response byte for byte (status, content type, the pipeline's headers, body; a
-stream as the same SSE bytes) with ``Idempotent-Replayed: true``, without reaching the provider,
-the limits or the ledger. A repeat while the first still runs is a 409, one with another body a
-422 (both are checked before anything else happens).
+Every POST honours it, through this one implementation: the model routes by `IdempotencyStage`
+(right after authentication in the model chain), the others (the admin API's POSTs,
+``/v1/messages/count_tokens``) by calling `Idempotency.guard` once they have authenticated the
+caller. A key is scoped to the caller: an API key's id, or ``admin`` for the admin key.
+
+A repeat within ``idempotency.ttl`` with the same method, path and body gets the first response
+byte for byte (status, content type, the handler's headers, body; a stream as the same SSE bytes)
+with ``Idempotent-Replayed: true``, without running the handler again (no provider call, no
+limit, no ledger row, no second key created). A repeat while the first still runs is a 409, one
+with another body a 422 (both are checked before anything else happens).
 
 What is synchronous, and why. Only requests that carry the header pay anything here:
-- the claim (one INSERT of a "running" row) happens before the upstream call: it is the lock that
+- the claim (one INSERT of a "running" row) happens before the handler runs: it is the lock that
   makes two workers or replicas unable to both execute the request, so it cannot be deferred;
 - the response is stored before the client sees the end of it: a Reply is written before it is
   returned, a stream before its final (empty) body frame is sent. Were it stored afterwards, a
@@ -17,8 +22,20 @@ What is synchronous, and why. Only requests that carry the header pay anything h
   or abandoned first request releases the key, so the client's retry executes: failures are
   exactly what clients retry, and an upstream error charged nothing to replay.
 
-With Redis configured, finished responses are also cached there (keyed by a hash of key id and
-Idempotency-Key) so repeats are answered without a database read; the database stays the
+Nothing is kept in clear. Some answers hold a secret shown once (a created or rotated API key, a
+webhook signing secret) and any may hold what a client would not leave in a database (a
+completion), so every record is sealed the same way, whatever the route. The record's keys are
+derived (HMAC-SHA256, extract then expand) from the credential the request authenticated with and
+the Idempotency-Key value: the credential is the API key as sent or the admin key, neither of
+which the database holds (it keeps an API key's SHA-256 only). The row is found by one derived
+value (the ``idem_key`` column holds it, never the header's value), the request hash is keyed by
+another, and the handler's headers and body are encrypted with AES-256-GCM under a third. So the
+database or Redis alone decrypts nothing and cannot confirm a guessed Idempotency-Key. The price
+is a few HMACs and one AES-GCM pass over the body, paid only with the header; and a repeat made
+with another secret of the same key (after a rotation) finds no record and executes afresh.
+
+With Redis configured, finished records are also cached there (sealed the same way, under the
+same derived lookup) so repeats are answered without a database read; the database stays the
 authority for the lock, so a Redis outage or flush changes nothing but speed.
 """
 
@@ -26,16 +43,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
+from dataclasses import dataclass
 
 import orjson
 import redis.asyncio as aioredis
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from stellargate.errors import InvalidRequest
+from stellargate.errors import GatewayError, InvalidRequest
 from stellargate.pipeline.context import Context, Next
 from stellargate.settings import IdempotencySettings
 from stellargate.storage.records import IdempotencyRecord, IdempotencyStore, StoredResponse
@@ -47,18 +68,70 @@ HEADER = "idempotency-key"
 REPLAYED = (b"idempotent-replayed", b"true")
 MAX_KEY_LENGTH = 255
 _REDIS_PREFIX = "stellargate:idem:"
+_LABEL = b"stellargate-idempotency-v1\0"
+_SEALED_V1 = b"\x01"
+_NONCE = 12
 
 
-def request_hash(req: Request) -> str:
-    h = hashlib.sha256(req.method.encode())
-    h.update(b" " + req.path.encode("utf-8", "surrogateescape") + b"\n")
-    h.update(req.body)
-    return h.hexdigest()
+@dataclass(frozen=True, slots=True)
+class RecordKeys:
+    """What one (credential, scope, Idempotency-Key) derives: nothing here is stored but ``lookup``."""
+
+    lookup: str  # the record's id within its scope (the ``idem_key`` column, the Redis key)
+    mac: bytes  # keys the request hash
+    seal: bytes  # the AES-256-GCM key of the stored response
+
+    @classmethod
+    def derive(cls, credential: str, scope: str, idem_key: str) -> RecordKeys:
+        enc = "utf-8", "surrogateescape"
+        msg = _LABEL + scope.encode(*enc) + b"\0" + idem_key.encode(*enc)
+        prk = hmac.digest(credential.encode(*enc), msg, "sha256")
+        return cls(
+            lookup=hmac.digest(prk, b"lookup", "sha256").hex(),
+            mac=hmac.digest(prk, b"request", "sha256"),
+            seal=hmac.digest(prk, b"seal", "sha256"),
+        )
+
+    def request_hash(self, req: Request) -> str:
+        h = hmac.new(self.mac, req.method.encode(), hashlib.sha256)
+        h.update(b" " + req.path.encode("utf-8", "surrogateescape") + b"\n")
+        h.update(req.body)
+        return h.hexdigest()
+
+    def seal_response(self, resp: StoredResponse) -> StoredResponse:
+        """The same response with its headers and body encrypted into ``body`` (headers empty)."""
+        plain = orjson.dumps(resp.headers) + b"\n" + resp.body
+        nonce = os.urandom(_NONCE)
+        sealed = AESGCM(self.seal).encrypt(nonce, plain, _aad(resp))
+        return StoredResponse(resp.status, resp.content_type, [], _SEALED_V1 + nonce + sealed, resp.streamed)
+
+    def open_response(self, stored: StoredResponse) -> StoredResponse | None:
+        """The response as it was sent; None when it was not sealed by these keys (altered)."""
+        blob = stored.body
+        if blob[:1] != _SEALED_V1 or len(blob) < 1 + _NONCE:
+            return None
+        try:
+            plain = AESGCM(self.seal).decrypt(blob[1 : 1 + _NONCE], blob[1 + _NONCE :], _aad(stored))
+        except InvalidTag:
+            return None
+        head, _, body = plain.partition(b"\n")
+        headers = [(str(k), str(v)) for k, v in orjson.loads(head)]
+        return StoredResponse(stored.status, stored.content_type, headers, body, stored.streamed)
 
 
-def _redis_key(key_id: str, idem_key: str) -> str:
-    digest = hashlib.sha256(f"{key_id}\0{idem_key}".encode("utf-8", "surrogateescape")).hexdigest()
-    return _REDIS_PREFIX + digest
+def _aad(resp: StoredResponse) -> bytes:
+    # The clear columns are bound to the ciphertext: an altered status or type fails to open.
+    return f"{resp.status}\0{resp.content_type}\0{int(resp.streamed)}".encode("utf-8", "surrogateescape")
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """A request that holds its key: only its owner token may complete or release the record."""
+
+    scope: str
+    keys: RecordKeys
+    rhash: str
+    owner: str
 
 
 class Idempotency:
@@ -79,46 +152,107 @@ class Idempotency:
         self._background: set[asyncio.Task[None]] = set()
         self.max_response_bytes = int(settings.max_response_mb * 1024 * 1024)
 
-    def _rkey(self, key_id: str, idem_key: str) -> str:
-        return self._prefix + _redis_key(key_id, idem_key)[len(_REDIS_PREFIX) :]
+    async def guard(
+        self,
+        scope: str,
+        credential: str,
+        req: Request,
+        call: Callable[[], Awaitable[Result]],
+        *,
+        failed: Callable[[], bool] | None = None,
+    ) -> Result:
+        """``call()`` under the request's Idempotency-Key, if it has one: run once, replay after.
 
-    async def claim(self, key_id: str, idem_key: str, rhash: str) -> IdempotencyRecord | str:
-        """The held record to answer from, or our owner token when the request is ours to run."""
-        cached = await self._cached(key_id, idem_key)
+        ``scope`` and ``credential`` are the authenticated caller's (authenticate before calling:
+        a replay is shown only to whoever may make the request). ``failed`` tells, once a stream
+        has ended, whether it ended in an error event (not kept)."""
+        idem_key = req.headers.get(HEADER)
+        if idem_key is None:
+            return await call()
+        if not 1 <= len(idem_key) <= MAX_KEY_LENGTH:
+            raise InvalidRequest(
+                f"The Idempotency-Key header must be 1 to {MAX_KEY_LENGTH} characters.",
+                param="Idempotency-Key",
+                code="invalid_idempotency_key",
+            )
+        keys = RecordKeys.derive(credential, scope, idem_key)
+        rhash = keys.request_hash(req)
+        claim = await self._claim(scope, keys, rhash)
+        if not isinstance(claim, str):
+            if claim.request_hash != rhash:
+                raise InvalidRequest(
+                    "This Idempotency-Key was already used with a different request body.",
+                    status=422,
+                    code="idempotency_key_reused",
+                )
+            if claim.response is None:
+                raise InvalidRequest(
+                    "A request with this Idempotency-Key is still being processed; retry later.",
+                    status=409,
+                    code="idempotency_request_in_progress",
+                )
+            return _replay(claim.response)
+        run = _Run(scope, keys, rhash, claim)
+        try:
+            result = await call()
+        except BaseException:
+            self.release_soon(scope, keys.lookup, run.owner)
+            raise
+        if isinstance(result, Reply):
+            if 200 <= result.status < 300 and len(result.body) <= self.max_response_bytes:
+                await self._complete(run, _stored(result, result.headers, result.body, False))
+            else:
+                self.release_soon(scope, keys.lookup, run.owner)
+            return result
+        # The headers as the handler made them: a route may add its own after this returns.
+        headers = list(result.headers)
+        result.chunks = self._tee(run, result, result.chunks, headers, failed)
+        return result
+
+    async def _claim(self, scope: str, keys: RecordKeys, rhash: str) -> IdempotencyRecord | str:
+        """The held record to answer from (opened), or our owner token when the request is ours."""
+        cached = await self._cached(scope, keys)
         if cached is not None:
             return cached
         now = time.time()
         owner = os.urandom(12).hex()
         rec = IdempotencyRecord(
-            key_id, idem_key, rhash, "running", owner, now, now + self.settings.lock_timeout
+            scope, keys.lookup, rhash, "running", owner, now, now + self.settings.lock_timeout
         )
         held = await self._store.claim(rec)
         if held is None:
             return owner
         if held.response is not None:
-            await self._cache(held)
+            opened = keys.open_response(held.response)
+            if opened is None:
+                # Only an altered row can fail to open: refuse rather than run the request twice.
+                log.error("an idempotency record failed its integrity check (scope %s)", scope)
+                raise GatewayError("The stored response of this Idempotency-Key cannot be read.")
+            await self._cache(held)  # as stored: sealed
+            held.response = opened
         return held
 
-    async def complete(
-        self, key_id: str, idem_key: str, rhash: str, owner: str, resp: StoredResponse
-    ) -> None:
+    async def _complete(self, run: _Run, resp: StoredResponse) -> None:
         now = time.time()
-        rec = IdempotencyRecord(key_id, idem_key, rhash, "done", owner, now, now + self.settings.ttl, resp)
-        if not await self._store.complete(key_id, idem_key, owner, resp, rec.expires_at):
+        sealed = run.keys.seal_response(resp)
+        rec = IdempotencyRecord(
+            run.scope, run.keys.lookup, run.rhash, "done", run.owner, now, now + self.settings.ttl, sealed
+        )
+        if not await self._store.complete(run.scope, run.keys.lookup, run.owner, sealed, rec.expires_at):
             # Our lease ran out and another request took the key over: its answer wins.
             log.warning("idempotency record lost its lease before completion")
             return
         await self._cache(rec)
 
-    def release_soon(self, key_id: str, idem_key: str, owner: str) -> None:
+    def release_soon(self, scope: str, lookup: str, owner: str) -> None:
         """Release from a failing or cancelled request, without making it wait."""
-        task = asyncio.create_task(self._release(key_id, idem_key, owner))
+        task = asyncio.create_task(self._release(scope, lookup, owner))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _release(self, key_id: str, idem_key: str, owner: str) -> None:
+    async def _release(self, scope: str, lookup: str, owner: str) -> None:
         try:
-            await self._store.release(key_id, idem_key, owner)
+            await self._store.release(scope, lookup, owner)
         except Exception as e:
             # The lease expires by itself; until then a retry is told 409.
             log.warning("cannot release an idempotency key: %s", type(e).__name__)
@@ -136,24 +270,33 @@ class Idempotency:
             except Exception as e:
                 log.warning("idempotency purge failed: %s", type(e).__name__)
 
-    async def _cached(self, key_id: str, idem_key: str) -> IdempotencyRecord | None:
+    def _rkey(self, scope: str, lookup: str) -> str:
+        return f"{self._prefix}{scope}:{lookup}"
+
+    async def _cached(self, scope: str, keys: RecordKeys) -> IdempotencyRecord | None:
         if self._redis is None:
             return None
         try:
-            raw = await self._redis.get(self._rkey(key_id, idem_key))
+            raw = await self._redis.get(self._rkey(scope, keys.lookup))
         except Exception as e:
             log.warning("redis unavailable for idempotency reads: %s", type(e).__name__)
             return None
-        if raw is None:
+        if not isinstance(raw, bytes):
             return None
-        head, _, body = raw.partition(b"\n") if isinstance(raw, bytes) else (b"", b"", b"")
-        m = orjson.loads(head or b"null")
-        if not isinstance(m, dict):
+        head, _, body = raw.partition(b"\n")
+        try:
+            m = orjson.loads(head)
+            sealed = StoredResponse(int(m["status"]), str(m["ct"]), [], body, bool(m["s"]))
+            rhash, created, expires = str(m["rh"]), float(m["c"]), float(m["e"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None  # not a record of ours: the database answers
+        opened = keys.open_response(sealed)
+        if opened is None:
             return None
-        resp = StoredResponse(m["status"], m["ct"], [(str(k), str(v)) for k, v in m["h"]], body, m["s"])
-        return IdempotencyRecord(key_id, idem_key, m["rh"], "done", "", m["c"], m["e"], resp)
+        return IdempotencyRecord(scope, keys.lookup, rhash, "done", "", created, expires, opened)
 
     async def _cache(self, rec: IdempotencyRecord) -> None:
+        """Cache a finished record as stored (sealed)."""
         resp = rec.response
         ttl = rec.expires_at - time.time()
         if self._redis is None or resp is None or ttl <= 1:
@@ -161,7 +304,6 @@ class Idempotency:
         head = {
             "status": resp.status,
             "ct": resp.content_type,
-            "h": resp.headers,
             "s": resp.streamed,
             "rh": rec.request_hash,
             "c": rec.created_at,
@@ -173,6 +315,37 @@ class Idempotency:
             )
         except Exception as e:
             log.warning("redis unavailable for idempotency writes: %s", type(e).__name__)
+
+    async def _tee(
+        self,
+        run: _Run,
+        reply: StreamReply,
+        inner: AsyncIterator[bytes],
+        headers: list[tuple[bytes, bytes]],
+        failed: Callable[[], bool] | None,
+    ) -> AsyncIterator[bytes]:
+        parts: list[bytes] = []
+        size = 0
+        keep = True
+        try:
+            async with aclosing(inner) as chunks:  # type: ignore[type-var]
+                async for chunk in chunks:
+                    if keep:
+                        size += len(chunk)
+                        keep = size <= self.max_response_bytes
+                        if keep:
+                            parts.append(chunk)
+                        else:  # too large to keep: do not hold it in memory either
+                            parts.clear()
+                    yield chunk
+        except BaseException:
+            self.release_soon(run.scope, run.keys.lookup, run.owner)
+            raise
+        # An error event ended the stream: that is a failure, retried rather than replayed.
+        if keep and not (failed is not None and failed()) and 200 <= reply.status < 300:
+            await self._complete(run, _stored(reply, headers, b"".join(parts), True))
+        else:
+            self.release_soon(run.scope, run.keys.lookup, run.owner)
 
 
 def _replay(resp: StoredResponse) -> Result:
@@ -211,79 +384,14 @@ class IdempotencyStage:
         self._svc = service
 
     async def __call__(self, ctx: Context, call_next: Next) -> Result:
-        idem_key = ctx.http.headers.get(HEADER)
-        if idem_key is None or ctx.key is None:
+        if ctx.key is None or HEADER not in ctx.http.headers:
             return await call_next(ctx)
-        if not 1 <= len(idem_key) <= MAX_KEY_LENGTH:
-            raise InvalidRequest(
-                f"The Idempotency-Key header must be 1 to {MAX_KEY_LENGTH} characters.",
-                param="Idempotency-Key",
-                code="invalid_idempotency_key",
-            )
-        key_id, rhash = ctx.key.id, request_hash(ctx.http)
-        claim = await self._svc.claim(key_id, idem_key, rhash)
-        if not isinstance(claim, str):
-            if claim.request_hash != rhash:
-                raise InvalidRequest(
-                    "This Idempotency-Key was already used with a different request body.",
-                    status=422,
-                    code="idempotency_key_reused",
-                )
-            if claim.response is None:
-                raise InvalidRequest(
-                    "A request with this Idempotency-Key is still being processed; retry later.",
-                    status=409,
-                    code="idempotency_request_in_progress",
-                )
-            return _replay(claim.response)
-        owner = claim
-        try:
-            result = await call_next(ctx)
-        except BaseException:
-            self._svc.release_soon(key_id, idem_key, owner)
-            raise
-        if isinstance(result, Reply):
-            if 200 <= result.status < 300 and len(result.body) <= self._svc.max_response_bytes:
-                await self._svc.complete(
-                    key_id, idem_key, rhash, owner, _stored(result, result.headers, result.body, False)
-                )
-            else:
-                self._svc.release_soon(key_id, idem_key, owner)
-            return result
-        # The headers as the pipeline made them: a route may add its own after this stage returns.
-        headers = list(result.headers)
-        result.chunks = self._tee(ctx, result, result.chunks, headers, (key_id, idem_key, rhash, owner))
-        return result
-
-    async def _tee(
-        self,
-        ctx: Context,
-        reply: StreamReply,
-        inner: AsyncIterator[bytes],
-        headers: list[tuple[bytes, bytes]],
-        ident: tuple[str, str, str, str],
-    ) -> AsyncIterator[bytes]:
-        key_id, idem_key, rhash, owner = ident
-        parts: list[bytes] = []
-        size = 0
-        keep = True
-        try:
-            async with aclosing(inner) as chunks:  # type: ignore[type-var]
-                async for chunk in chunks:
-                    if keep:
-                        size += len(chunk)
-                        keep = size <= self._svc.max_response_bytes
-                        if keep:
-                            parts.append(chunk)
-                        else:  # too large to keep: do not hold it in memory either
-                            parts.clear()
-                    yield chunk
-        except BaseException:
-            self._svc.release_soon(key_id, idem_key, owner)
-            raise
-        # An error event ended the stream: that is a failure, retried rather than replayed.
-        if keep and ctx.error_code is None and 200 <= reply.status < 300:
-            body = b"".join(parts)
-            await self._svc.complete(key_id, idem_key, rhash, owner, _stored(reply, headers, body, True))
-        else:
-            self._svc.release_soon(key_id, idem_key, owner)
+        # The key as sent, which authentication accepted: it seals the record (see above).
+        credential = ctx.dialect.api_key(ctx.http) or ""
+        return await self._svc.guard(
+            ctx.key.id,
+            credential,
+            ctx.http,
+            lambda: call_next(ctx),
+            failed=lambda: ctx.error_code is not None,
+        )

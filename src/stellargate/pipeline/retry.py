@@ -54,6 +54,9 @@ class RetryBudget:
         self._s = s
         self.window = Window(10.0)  # a: requests, b: retries
 
+    def configure(self, s: RetryBudgetSettings) -> None:
+        self._s = s
+
     def deposit(self, now: float) -> None:
         self.window.add(now, a=1)
 

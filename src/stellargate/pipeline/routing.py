@@ -26,11 +26,16 @@ from stellargate.web import Result
 
 
 class Router:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, previous: Router | None = None) -> None:
+        """``previous``: the live router a config reload replaces; its unchanged deployments are
+        taken over with their state (see ``_unchanged``)."""
         self.policy = settings.routing
         self.providers: dict[str, tuple[ProviderSettings, ProviderAdapter, str]] = {
             name: (p, adapter_for(p.type), base_url_for(p, name)) for name, p in settings.providers.items()
         }
+        # Taken when a model (or a provider/model id, on first use) names them again.
+        self._kept: dict[str, Deployment] = {} if previous is None else self._unchanged(previous)
+        self.taken_over: set[str] = set()  # ids of the deployments taken from ``previous``
         self.models: dict[str, ModelSettings] = {m.name: m for m in settings.models}
         self.prices = PriceTable(settings.prices)
         self.deployments: dict[str, Deployment] = {}
@@ -47,12 +52,34 @@ class Router:
                 except ModelNotFound:
                     pass  # check-config reports it; a provider/ id of an unknown provider is skipped
 
+    def _unchanged(self, previous: Router) -> dict[str, Deployment]:
+        """The previous router's deployments that stay the same upstream place: same id (provider
+        name and upstream model) and a provider of the same type at the same base URL. Keys,
+        headers, timeouts, weights, RPM/TPM and routing settings may change without a reset; a
+        deployment whose place changed starts afresh, as its history says nothing of the new one.
+        """
+        kept: dict[str, Deployment] = {}
+        for d in (*previous._kept.values(), *previous.deployments.values()):
+            before, now = previous.providers.get(d.provider), self.providers.get(d.provider)
+            if before and now and before[0].type == now[0].type and before[2] == now[2]:
+                kept[d.id] = d
+        return kept
+
     def _deployment(self, provider: str, upstream: str, rpm: int | None, tpm: int | None) -> Deployment:
         did = f"{provider}/{upstream}"
         d = self.deployments.get(did)
+        if d is not None:
+            return d
+        d = self._kept.pop(did, None)
         if d is None:
-            d = self.deployments[did] = Deployment(did, provider, upstream, self.policy, rpm, tpm)
+            d = Deployment(did, provider, upstream, self.policy, rpm, tpm)
             d.breaker.on_change = self.on_breaker_change
+        else:
+            self.taken_over.add(did)
+            d.configure(self.policy, rpm, tpm)
+            if self.on_breaker_change is not None:  # None while a reload builds this router
+                d.breaker.on_change = self.on_breaker_change
+        self.deployments[did] = d
         return d
 
     def _target(self, provider: str, upstream: str, public: str, ms: ModelSettings | None) -> Target:

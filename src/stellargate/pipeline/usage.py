@@ -11,6 +11,8 @@ from stellargate.core.request import ChatRequest
 from stellargate.core.usage import Usage, UsageRecord
 from stellargate.errors import GatewayError
 from stellargate.pipeline.context import Context, Next
+from stellargate.promptlog import Transcript
+from stellargate.promptlog import write as write_prompt_log
 from stellargate.storage.outbox import UsageOutbox
 from stellargate.web import Result, StreamReply
 
@@ -37,11 +39,20 @@ UsageObserver = Callable[[UsageRecord, Context], None]
 
 
 class UsageStage:
-    def __init__(self, outbox: UsageOutbox, observers: Sequence[UsageObserver] = ()) -> None:
+    """Also where a key's ``log_prompts`` switch acts (promptlog.py): this stage already sees every
+    call's answer and the end of its stream, so the switch needs no stage of its own."""
+
+    def __init__(
+        self, outbox: UsageOutbox, observers: Sequence[UsageObserver] = (), *, log_prompts: bool = True
+    ) -> None:
         self._outbox = outbox
         self._observers = tuple(observers)
+        self._log_prompts = log_prompts  # False: the config forbids prompt logging (prompt_logging: off)
 
     async def __call__(self, ctx: Context, call_next: Next) -> Result:
+        key = ctx.key
+        if key is not None and key.log_prompts and self._log_prompts:
+            ctx.transcript = Transcript(ctx.dialect)
         try:
             result = await call_next(ctx)
         except GatewayError as e:
@@ -52,6 +63,8 @@ class UsageStage:
             ctx.status, ctx.error_code = 499, "client_closed_request"
             self.record(ctx)
             raise
+        if ctx.transcript is not None:
+            ctx.transcript.watch(ctx, result)
         if isinstance(result, StreamReply):
             result.on_done.append(lambda completed: self._stream_done(ctx, result, completed))
         else:
@@ -102,6 +115,11 @@ class UsageStage:
                 observe(rec, ctx)
             except Exception:  # telemetry must never fail a request
                 log.exception("usage observer failed")
+        if ctx.transcript is not None:
+            try:
+                write_prompt_log(rec, ctx)
+            except Exception:
+                log.exception("prompt log failed")
         try:
             self._outbox.add(rec)
         except RuntimeError:

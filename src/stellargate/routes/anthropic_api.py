@@ -23,6 +23,7 @@ from stellargate.pipeline.auth import authenticate, check_model, check_scope, mo
 from stellargate.pipeline.chains import model_chain, translatable
 from stellargate.pipeline.context import Context
 from stellargate.runtime import Runtime
+from stellargate.storage.records import KeyRecord
 from stellargate.web import Request, Result, Router, json_reply
 
 CHARS_PER_TOKEN = 4
@@ -62,14 +63,19 @@ class AnthropicRoutes:
 
     async def count_tokens(self, req: Request) -> Result:
         await req.read_body(self._limit)
-        key = await authenticate(self.rt.keys, self.dialect.api_key(req))
+        token = self.dialect.api_key(req)
+        key = await authenticate(self.rt.keys, token)
         check_scope(key, "chat")
+        result = await self.rt.idempotency.guard(key.id, token or "", req, lambda: self._count(req, key))
+        # Added after the guard: a replay carries its own request's id, not the first one's.
+        result.headers.append((b"request-id", req.request_id.encode()))
+        return result
+
+    async def _count(self, req: Request, key: KeyRecord) -> Result:
         creq = parse_messages_request(req.json(), req.headers, count_only=True)
         check_model(key, creq.model)
         self.rt.models.resolve(creq.model)  # an unknown model is a 404, as it would be for messages
-        reply = json_reply({"input_tokens": estimate_input_tokens(creq)})
-        reply.headers.append((b"request-id", req.request_id.encode()))
-        return reply
+        return json_reply({"input_tokens": estimate_input_tokens(creq)})
 
     # -- GET /v1/models in Anthropic's shape (chosen by the anthropic-version header) -------
 

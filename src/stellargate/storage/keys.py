@@ -30,6 +30,7 @@ UPDATABLE_FIELDS = frozenset(
         "metadata",
         "plan",
         "limits",
+        "log_prompts",
     }
 )
 
@@ -143,6 +144,7 @@ def _to_row(rec: KeyRecord) -> dict[str, Any]:
         "metadata": dict(rec.metadata),
         "plan": rec.plan,
         "limits": dict(rec.limits),
+        "log_prompts": rec.log_prompts,
     }
 
 
@@ -162,4 +164,5 @@ def _from_row(row: RowMapping) -> KeyRecord:
         metadata=dict(row["metadata"] or {}),
         plan=row["plan"],
         limits=dict(row["limits"] or {}),
+        log_prompts=bool(row["log_prompts"]),
     )

@@ -28,6 +28,8 @@ class KeyRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     plan: str | None = None  # a named plan from the config (limits, budgets); None: the default plan
     limits: dict[str, Any] = field(default_factory=dict)  # this key's overrides of its plan's figures
+    # Log each request's prompt and completion (logger stellargate.prompts); off: never logged.
+    log_prompts: bool = False
 
     def is_active(self, now: float) -> bool:
         return self.enabled and self.revoked_at is None and (self.expires_at is None or now < self.expires_at)

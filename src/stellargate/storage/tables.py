@@ -44,6 +44,7 @@ api_keys = sa.Table(
     sa.Column("metadata", Json, nullable=False),
     sa.Column("plan", sa.Text, nullable=True),
     sa.Column("limits", Json, nullable=False, server_default=sa.text("'{}'")),
+    sa.Column("log_prompts", sa.Boolean, nullable=False, server_default=sa.false()),
     # list() pages over (created_at, id); last_change() reads max(updated_at).
     sa.Index(None, "created_at", "id"),
     sa.Index(None, "updated_at"),
