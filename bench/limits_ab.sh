@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# The CPU the limits add per request, with ../shared/bench: the gateway with bench/gateway.yaml's
-# limits (request rate, token rate, concurrency, daily spend; never reached) against the same
-# gateway with every limit lifted, in-process and on Redis, alternated run by run.
+# The CPU the limits add per request, with ../shared/bench: within ONE gateway process (pinned to
+# CPU 0, bench/gateway.yaml's limits: request rate, token rate, concurrency, daily spend, never
+# reached), a key under those limits against a key with every limit lifted (a per-key override,
+# so its requests skip the limits stage), alternated run by run; in-process, then on Redis.
 #
-#   bench/limits_ab.sh [--runs N] [extra measure.py args]     (REDIS_URL, default the local one)
+# Why one process for both: two processes of the same configuration differ by up to ±30 µs a
+# request on this machine (memory layout, hash seeds), more than the effect measured; alternating
+# keys in one process compares like with like.
+#
+#   bench/limits_ab.sh [extra measure.py args]     (ROUNDS, default 4; REDIS_URL, default local)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -11,21 +16,62 @@ HARNESS=${HARNESS:-$ROOT/../shared/bench}
 OUT=${OUT:-$ROOT/bench-results/limits}  # bench-results/ is git-ignored
 PY=$ROOT/.venv/bin/python
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+URL=http://127.0.0.1:18100
 mkdir -p "$OUT"
+rm -f "$OUT"/*.json
 "$PY" -m pip install -q -r "$HARNESS/requirements.txt"
 export BENCH_DATA_DIR; BENCH_DATA_DIR=$(mktemp -d)
-trap 'rm -rf "$BENCH_DATA_DIR"' EXIT
-LIFTED='limits: {rps: unlimited, concurrency: unlimited}'
-sed '/^limits:/d' bench/gateway.yaml > "$BENCH_DATA_DIR/memory-off.yaml"; echo "$LIFTED" >> "$BENCH_DATA_DIR/memory-off.yaml"
-cp bench/gateway.yaml "$BENCH_DATA_DIR/memory-on.yaml"
-for v in on off; do
-  { cat "$BENCH_DATA_DIR/memory-$v.yaml"; echo "redis: $REDIS_URL"; } > "$BENCH_DATA_DIR/redis-$v.yaml"
+GW=
+cleanup() { [ -n "$GW" ] && kill "$GW" 2>/dev/null; rm -rf "$BENCH_DATA_DIR"; }
+trap cleanup EXIT
+cp bench/gateway.yaml "$BENCH_DATA_DIR/memory.yaml"
+{ cat bench/gateway.yaml; echo "redis: $REDIS_URL"; } > "$BENCH_DATA_DIR/redis.yaml"
+
+new_key() {  # config, name, [limits override JSON] -> the key's secret
+  local out id
+  out=$("$ROOT/.venv/bin/stellargate" keys create --config "$1" --name "$2" --json)
+  if [ -n "${3:-}" ]; then
+    id=$("$PY" -c 'import json, sys; print(json.load(sys.stdin)["id"])' <<<"$out")
+    curl -sf -X PATCH "$URL/admin/v1/keys/$id/limits" -H "authorization: Bearer bench-admin" \
+      -H "content-type: application/json" -d "{\"limits\": $3}" > /dev/null
+  fi
+  "$PY" -c 'import json, sys; print(json.load(sys.stdin)["key"])' <<<"$out"
+}
+
+for backend in memory redis; do
+  cfg=$BENCH_DATA_DIR/$backend.yaml
+  taskset -c 0 "$ROOT/.venv/bin/stellargate" serve --config "$cfg" > "$OUT/gateway-$backend.log" 2>&1 &
+  GW=$!
+  for _ in $(seq 100); do curl -sf "$URL/healthz" > /dev/null && break; sleep 0.1; done
+  ON=$(new_key "$cfg" "limited-$backend")
+  OFF=$(new_key "$cfg" "lifted-$backend" \
+    '{"rps": "unlimited", "concurrency": "unlimited", "tpm": "unlimited", "spend_per_day": "unlimited"}')
+  for round in $(seq 1 "${ROUNDS:-4}"); do
+    for v in off on; do
+      key=$OFF; [ "$v" = on ] && key=$ON
+      (cd "$HARNESS" && "$PY" measure.py --name "$backend-$v-r$round" --url "$URL/v1" --key "$key" \
+        --pid "$GW" --out "$OUT" --runs 1 --modes nonstream --rate 0 --stream-rate 0 "$@")
+    done
+  done
+  kill "$GW"; wait "$GW" 2>/dev/null || true; GW=
 done
-KEY=$("$ROOT/.venv/bin/stellargate" keys create --config "$BENCH_DATA_DIR/memory-on.yaml" --name bench --json |
-      "$PY" -c 'import json, sys; print(json.load(sys.stdin)["key"])')
-cd "$HARNESS"
-for cfg in memory-off memory-on redis-off redis-on; do
-  "$PY" measure.py --name "$cfg" --url http://127.0.0.1:18100/v1 --key "$KEY" --out "$OUT" --rate 0 \
-    --stream-rate 0 --cmd "exec $ROOT/.venv/bin/stellargate serve --config $BENCH_DATA_DIR/$cfg.yaml" "$@"
-done
-cd "$OUT" && "$PY" "$HARNESS/table.py" | tee "$OUT/table.md"
+
+"$PY" - "$OUT" <<'PY' | tee "$OUT/summary.md"
+import glob, json, statistics, sys
+runs: dict[str, list[float]] = {}
+for path in sorted(glob.glob(f"{sys.argv[1]}/*-r*.json")):
+    r = json.load(open(path))
+    cfg = r["name"].rsplit("-r", 1)[0]
+    runs.setdefault(cfg, []).extend(
+        x["gateway"]["cpu_us_per_req"] for x in r["all_runs"] if x["mode"] == "nonstream" and x["kind"] == "closed"
+    )
+print("| backend | lifted µs/req | limited µs/req | limits add | runs (ranges) |")
+print("|---|---|---|---|---|")
+for backend in ("memory", "redis"):
+    on, off = runs[f"{backend}-on"], runs[f"{backend}-off"]
+    m_on, m_off = statistics.median(on), statistics.median(off)
+    pairs = [a - b for a, b in zip(on, off)]  # round by round, the same process
+    print(f"| {backend} | {m_off:.0f} | {m_on:.0f} | +{m_on - m_off:.0f} "
+          f"(round by round {min(pairs):+.0f} … {max(pairs):+.0f}) | {len(on)} each; "
+          f"limited {min(on):.0f}–{max(on):.0f}, lifted {min(off):.0f}–{max(off):.0f} |")
+PY

@@ -36,5 +36,5 @@ for _ in $(seq 50); do curl -sf http://127.0.0.1:19090/health >/dev/null && brea
 "$PY" measure.py --name stellargate-to-anthropic --url http://127.0.0.1:18100/v1 --key "$KEY" --out "$OUT" \
   --no-upstream --cmd "exec $ROOT/.venv/bin/stellargate serve --config $ROOT/bench/gateway-anthropic.yaml" "$@"
 kill $UP
-cd "$OUT" && "$PY" "$HARNESS/table.py" | tee "$OUT/table.md"
+cd "$OUT" && "$PY" "$HARNESS/table.py" . | tee "$OUT/table.md"  # "." : table.py defaults to ./bench-results
 rm -rf "$BENCH_DATA_DIR"

@@ -10,9 +10,14 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stellargate.settings import ENV_CONFIG, WORKERS_NEED_REDIS, ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from stellargate.proxy import ProxyEnvironment
 
 
 def _settings(path: str | None) -> Settings:
@@ -34,7 +39,9 @@ def _fmt_time(ts: float | None) -> str:
 
 def banner(s: Settings, host: str, port: int, workers: int) -> str:
     from stellargate.providers.registry import base_url_for
+    from stellargate.proxy import ProxyEnvironment
 
+    proxy_env, _ = ProxyEnvironment.parse(s.proxy_environment)
     lines = [
         f"StellarGate listening on http://{host}:{port}  (OpenAI base URL: http://{host}:{port}/v1)",
         f"  workers: {workers}   database: {_redact(s.database_url)}   data: {s.data_dir}",
@@ -46,7 +53,8 @@ def banner(s: Settings, host: str, port: int, workers: int) -> str:
         for name, p in s.providers.items():
             has_key = p.api_key is not None and bool(p.api_key.get_secret_value())
             state = "key set" if has_key else "no key"
-            lines.append(f"    {name:<12} {p.type:<10} {base_url_for(p, name)}  ({state})")
+            base = base_url_for(p, name)
+            lines.append(f"    {name:<12} {p.type:<10} {base}  ({state}{_route(p.proxy, base, proxy_env)})")
     else:
         lines.append(
             "  providers: none — export OPENAI_API_KEY (or GROQ_API_KEY, OLLAMA_BASE_URL, …) or pass --config"
@@ -65,6 +73,22 @@ def banner(s: Settings, host: str, port: int, workers: int) -> str:
     if s.admin_key is None:
         lines.append("  admin API: disabled (set admin_key or STELLARGATE_ADMIN_KEY)")
     return "\n".join(lines)
+
+
+def _route(setting: SecretStr | None, base_url: str, proxy_env: ProxyEnvironment) -> str:
+    """Which proxy a provider goes through, for the banner: its address, never its credentials."""
+    from urllib.parse import urlsplit
+
+    from stellargate.proxy import choose_proxy
+
+    u = urlsplit(base_url)
+    explicit = setting.get_secret_value() if setting is not None else None
+    via = choose_proxy(
+        explicit, proxy_env, u.scheme, u.hostname or "", u.port or (443 if u.scheme == "https" else 80)
+    )
+    if via is None:
+        return ", proxy: none" if explicit else ""
+    return f", via proxy {via.display}"
 
 
 def _redact(url: str) -> str:

@@ -16,6 +16,13 @@ Semantics worth knowing:
 - The body is read with back-pressure: reading from the socket pauses past 1 MiB unread.
 - Responses with gzip or deflate content-encoding are decoded (we send no Accept-Encoding, so
   only a non-conforming server compresses).
+- Outbound HTTP proxies (proxy.py decides which, once per pool): an https upstream is reached
+  through a ``CONNECT host:port`` tunnel, TLS to the upstream then starting over it
+  (``loop.start_tls``); an http upstream gets absolute-form request lines sent to the proxy.
+  Both send ``Proxy-Authorization: Basic`` when the proxy URL has credentials. A refused tunnel
+  (or a forwarding proxy's 407) raises ``ProxyError``, an ``OSError`` and so a connect failure to
+  the caller. A pool is keyed by its proxy setting as well as its origin, so proxied and direct
+  connections never share one; direct pools run exactly the code they ran before.
 """
 
 from __future__ import annotations
@@ -24,12 +31,14 @@ import asyncio
 import collections
 import ssl
 import zlib
-from typing import Any, cast
-from urllib.parse import urlsplit
+from collections.abc import Awaitable
+from typing import Any, Protocol, TypeVar, cast
+from urllib.parse import SplitResult, urlsplit
 
 import httptools
 
 from stellargate import __version__
+from stellargate.proxy import ProxyEnvironment, ProxyURL, choose_proxy
 
 _HIGH_WATER = 1 << 20
 _UA = f"user-agent: stellargate/{__version__}\r\n".encode()
@@ -37,6 +46,10 @@ _UA = f"user-agent: stellargate/{__version__}\r\n".encode()
 
 class ConnectionClosed(ConnectionError):
     """The server closed the connection before the response was complete."""
+
+
+class ProxyError(OSError):
+    """The proxy would not carry the request: nothing reached the upstream (a connect failure)."""
 
 
 class _Conn(asyncio.Protocol):
@@ -268,24 +281,173 @@ class Pool:
         self._idle.clear()
 
 
-class Client:
-    """Pools by (pool name, origin)."""
+_T = TypeVar("_T")
+
+
+class _SecretText(Protocol):  # pydantic's SecretStr, without importing pydantic here
+    def get_secret_value(self) -> str: ...
+
+
+# A provider's ``proxy`` setting as given: None lets the environment decide (see proxy.py).
+ProxySetting = str | _SecretText | None
+
+
+async def _to_proxy(connecting: Awaitable[_T]) -> _T:
+    """Says that it was the proxy that could not be reached (its address stays out of the message,
+    which reaches API callers)."""
+    try:
+        return await connecting
+    except TimeoutError:
+        raise
+    except OSError as e:
+        raise ProxyError(f"the proxy could not be reached ({e.strerror or type(e).__name__})") from e
+
+
+def _authority(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _ForwardPool(Pool):
+    """An http upstream through a proxy: the proxy gets absolute-form request lines."""
+
+    def __init__(self, url: str, limit: int, connect_timeout: float, proxy: ProxyURL) -> None:
+        super().__init__(url, limit, connect_timeout, None)
+        self.proxy = proxy
+        self._origin = b"http://" + self.host_header
+        self._auth = {"proxy-authorization": proxy.authorization} if proxy.authorization else {}
+
+    async def _connect(self) -> _Conn:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self._connect_timeout):
+            _, conn = await _to_proxy(
+                loop.create_connection(lambda: _Conn(self), self.proxy.host, self.proxy.port)
+            )
+        return conn
+
+    async def request(self, method: bytes, target: bytes, headers: dict[str, str], body: bytes) -> Response:
+        resp = await super().request(method, self._origin + target, {**headers, **self._auth}, body)
+        if resp.status == 407:  # the proxy's own refusal; no upstream answers 407
+            resp.release(reuse=False)
+            raise ProxyError("the proxy answered 407 Proxy Authentication Required")
+        return resp
+
+
+class _TunnelSetup(asyncio.Protocol):
+    """Reads the proxy's answer to CONNECT, up to the blank line; the TLS layer takes over after."""
 
     def __init__(self) -> None:
-        self._pools: dict[tuple[str, str], Pool] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self.answer: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+        self._buf = bytearray()
 
-    def pool(self, name: str, url: str, limit: int, connect_timeout: float) -> tuple[Pool, bytes]:
+    def data_received(self, data: bytes) -> None:
+        if self.answer.done():
+            return
+        self._buf += data
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buf) > 65536:
+                self._fail("an answer to CONNECT longer than 64 KiB")
+            return
+        line = bytes(self._buf[: self._buf.find(b"\r\n")]).decode("latin-1")
+        parts = line.split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            self._fail("an answer to CONNECT that is not HTTP")
+            return
+        status = int(parts[1])
+        if 200 <= status < 300 and end + 4 < len(self._buf):
+            self._fail("bytes after its answer to CONNECT, before TLS began")
+            return
+        # The reason phrase is the proxy's own text: kept short and printable for messages.
+        reason = "".join(c for c in (parts[2] if len(parts) > 2 else "")[:80] if c.isprintable())
+        self.answer.set_result((status, reason))
+
+    def _fail(self, what: str) -> None:
+        self.answer.set_exception(ProxyError(f"the proxy sent {what}"))
+        self.answer.exception()  # marked retrieved: the awaiting side re-raises it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(ProxyError("the proxy closed the connection during CONNECT"))
+            self.answer.exception()
+
+
+class _TunnelPool(Pool):
+    """An https upstream through a proxy: CONNECT, then TLS to the upstream inside the tunnel."""
+
+    def __init__(self, url: str, limit: int, connect_timeout: float, ssl_context: ssl.SSLContext | None,
+                 proxy: ProxyURL) -> None:  # fmt: skip
+        super().__init__(url, limit, connect_timeout, ssl_context)
+        self.proxy = proxy
+        authority = _authority(self.host, self.port).encode("idna")
+        auth = f"proxy-authorization: {proxy.authorization}\r\n".encode() if proxy.authorization else b""
+        self._connect_head = b"".join(
+            [b"CONNECT ", authority, b" HTTP/1.1\r\nhost: ", authority, b"\r\n", _UA, auth, b"\r\n"]
+        )
+
+    async def _connect(self) -> _Conn:
+        loop = asyncio.get_running_loop()
+        assert self._ssl is not None
+        async with asyncio.timeout(self._connect_timeout):
+            raw, setup = await _to_proxy(
+                loop.create_connection(_TunnelSetup, self.proxy.host, self.proxy.port)
+            )
+            try:
+                raw.write(self._connect_head)
+                status, reason = await setup.answer
+                if not 200 <= status < 300:
+                    raise ProxyError(f"the proxy refused the tunnel: {status} {reason}".rstrip())
+                conn = _Conn(self)
+                tls = await loop.start_tls(raw, conn, self._ssl, server_hostname=self.host)
+            except BaseException:
+                raw.close()
+                raise
+        if tls is None:  # only when the transport closed meanwhile
+            raise ProxyError("the proxy closed the tunnel during the TLS handshake")
+        conn.connection_made(tls)
+        return conn
+
+
+class Client:
+    """Pools by (pool name, origin, the provider's proxy setting).
+
+    The proxy setting is part of the key because a config reload may change it for an origin:
+    the pool it selects was built for exactly that route, direct or through one proxy. The
+    environment's proxies are fixed for the life of the process.
+    """
+
+    def __init__(self, proxy_env: ProxyEnvironment | None = None) -> None:
+        self._pools: dict[tuple[str, str, ProxySetting], Pool] = {}
+        self._ssl: ssl.SSLContext | None = None
+        self._proxy_env = proxy_env or ProxyEnvironment()
+
+    def pool(
+        self, name: str, url: str, limit: int, connect_timeout: float, proxy: ProxySetting = None
+    ) -> tuple[Pool, bytes]:
+        """``proxy`` is part of the key as given (a SecretStr hashes and compares by value), so
+        resolving it costs nothing until a pool is made."""
         u = urlsplit(url)
         origin = f"{u.scheme}://{u.netloc}"
-        p = self._pools.get((name, origin))
+        p = self._pools.get((name, origin, proxy))
         if p is None:
-            if u.scheme == "https" and self._ssl is None:
-                self._ssl = ssl.create_default_context()
-            p = Pool(origin, limit, connect_timeout, self._ssl)
-            self._pools[(name, origin)] = p
+            p = self._new_pool(u, origin, limit, connect_timeout, proxy)
+            self._pools[(name, origin, proxy)] = p
         target = (u.path or "/") + (f"?{u.query}" if u.query else "")
         return p, target.encode("latin-1")
+
+    def _new_pool(
+        self, u: SplitResult, origin: str, limit: int, connect_timeout: float, proxy: ProxySetting
+    ) -> Pool:
+        https = u.scheme == "https"
+        if https and self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        explicit = proxy if proxy is None or isinstance(proxy, str) else proxy.get_secret_value()
+        port = u.port or (443 if https else 80)
+        via = choose_proxy(explicit, self._proxy_env, u.scheme, u.hostname or "", port)
+        if via is None:
+            return Pool(origin, limit, connect_timeout, self._ssl)
+        if https:
+            return _TunnelPool(origin, limit, connect_timeout, self._ssl, via)
+        return _ForwardPool(origin, limit, connect_timeout, via)
 
     def close(self) -> None:
         for p in self._pools.values():

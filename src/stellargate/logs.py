@@ -3,8 +3,9 @@
 The request id lives in a context variable set by the app for each request (one ``set`` per
 request, tens of nanoseconds), so any module's log line made while serving it carries it without
 passing it around. Secrets are never logged on purpose; as a second line of defence, anything that
-looks like a gateway key (``sg-…``), a provider key (``sk-…``, ``sk-ant-…``, ``AIza…``) or a bearer
-token is masked in every line, structured fields included. Prompt and completion text is never
+looks like a gateway key (``sg-…``), a provider key (``sk-…``, ``sk-ant-…``, ``AIza…``), a bearer
+token, a Basic credential or the user:password of a URL (a proxy's, a database's) is masked in
+every line, structured fields included. Prompt and completion text is never
 logged, except on the logger ``stellargate.prompts`` (promptlog.py), and there only for requests of
 a key whose ``log_prompts`` switch is on.
 
@@ -26,8 +27,11 @@ import orjson
 request_id_var: ContextVar[str | None] = ContextVar("stellargate_request_id", default=None)
 
 _SECRET = re.compile(
-    r"(?:\bsg-[A-Za-z0-9]{8})[A-Za-z0-9]+|\b(?:sk-(?:ant-)?|AIza)[A-Za-z0-9_\-]{8,}|(?i:bearer\s+)\S+"
+    r"(?:\bsg-[A-Za-z0-9]{8})[A-Za-z0-9]+|\b(?:sk-(?:ant-)?|AIza)[A-Za-z0-9_\-]{8,}"
+    r"|(?i:bearer\s+)\S+|\bBasic\s+[A-Za-z0-9+/]{8,}=*"
 )
+# Greedy to the last @ of the authority: a password may hold an unescaped @.
+_URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s]*@")
 
 
 def redact(text: str) -> str:
@@ -35,8 +39,9 @@ def redact(text: str) -> str:
         s = m.group(0)
         if s.startswith("sg-"):
             return s[:11] + "…"  # the display prefix, as the key table keeps it
-        return s.split()[0] + " ***" if s.lower().startswith("bearer") else s[:6] + "***"
+        return s.split()[0] + " ***" if s.lower().startswith(("bearer", "Basic")) else s[:6] + "***"
 
+    text = _URL_USERINFO.sub(r"\1***@", text) if "@" in text else text
     return _SECRET.sub(sub, text)
 
 

@@ -41,12 +41,15 @@ log = logging.getLogger("stellargate.prompts")
 class Transcript:
     """The answer text of one request, per choice, gathered from what the client is sent."""
 
-    __slots__ = ("_decoder", "_dialect", "_parts")
+    __slots__ = ("_cut", "_decoder", "_dialect", "_max", "_parts", "_sizes")
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, max_chars: int = 0) -> None:
         self._dialect = dialect
+        self._max = max_chars  # per choice; 0: no cap
         self._decoder: SSEDecoder | None = None
         self._parts: dict[int, list[str]] = {}
+        self._sizes: dict[int, int] = {}
+        self._cut: dict[int, int] = {}  # characters left out per choice
 
     def watch(self, ctx: Context, result: Result) -> None:
         """Read a reply's text now, or tee a stream so its text is read as it goes out."""
@@ -78,6 +81,13 @@ class Transcript:
             log.debug("could not read the answer text", exc_info=True)
             return
         for i, text in found:
+            size = self._sizes.get(i, 0)
+            if self._max and size + len(text) > self._max:
+                # Past the cap only the count is kept: a long stream must not grow in memory.
+                keep = max(0, self._max - size)
+                self._cut[i] = self._cut.get(i, 0) + len(text) - keep
+                text = text[:keep]
+            self._sizes[i] = size + len(text)
             self._parts.setdefault(i, []).append(text)
 
     def texts(self) -> list[str]:
@@ -85,12 +95,23 @@ class Transcript:
         if self._decoder is not None:
             decoder, self._decoder = self._decoder, None
             self._feed(decoder.flush)
-        return ["".join(self._parts[i]) for i in sorted(self._parts)]
+        return [_marked("".join(self._parts[i]), self._cut.get(i, 0)) for i in sorted(self._parts)]
 
 
-def write(rec: UsageRecord, ctx: Context) -> None:
+def _marked(text: str, cut: int) -> str:
+    return f"{text}…[{cut} more characters not logged]" if cut else text
+
+
+def cap(text: str, max_chars: int) -> str:
+    if not max_chars or len(text) <= max_chars:
+        return text
+    return _marked(text[:max_chars], len(text) - max_chars)
+
+
+def write(rec: UsageRecord, ctx: Context, max_chars: int = 0) -> None:
     """Log the prompt record of a finished call; ``UsageStage`` calls it with the call's usage
-    record when the key has the switch on (so it is written once, at the end of a stream)."""
+    record when the key has the switch on (so it is written once, at the end of a stream).
+    ``max_chars``: characters kept of each text (``prompt_log_max_chars``), 0 for all."""
     t = ctx.transcript
     fields = {
         "request_id": rec.request_id,
@@ -104,19 +125,19 @@ def write(rec: UsageRecord, ctx: Context) -> None:
         "streamed": rec.streamed,
         "prompt_tokens": rec.prompt_tokens,
         "completion_tokens": rec.completion_tokens,
-        "prompt": prompt_of(ctx),
+        "prompt": prompt_of(ctx, max_chars),
         "completion": t.texts() if t is not None else [],
     }
     log.info("prompt and completion", extra={"fields": fields})
 
 
-def prompt_of(ctx: Context) -> dict[str, Any] | None:
+def prompt_of(ctx: Context, max_chars: int = 0) -> dict[str, Any] | None:
     """The prompt as received, in one shape for every client API: ``messages`` (the system prompt
     is a message of role ``system``) and ``tools`` for chat-like calls, ``input`` for embeddings,
     ``prompt`` for images; None when the body could not be parsed."""
     req = ctx.request
     if req is not None:
-        out: dict[str, Any] = {"messages": [_message(m) for m in req.messages]}
+        out: dict[str, Any] = {"messages": [_message(m, max_chars) for m in req.messages]}
         raw_prompt = (req.raw or {}).get("prompt")
         if not req.messages and raw_prompt is not None:
             out["prompt"] = raw_prompt  # a legacy completion's token arrays or list of prompts
@@ -125,18 +146,20 @@ def prompt_of(ctx: Context) -> dict[str, Any] | None:
         return out
     p = ctx.payload
     if isinstance(p, EmbeddingsRequest):
-        return {"input": p.inputs}
+        return {"input": [cap(i, max_chars) if isinstance(i, str) else i for i in p.inputs]}
     if isinstance(p, ImagesRequest):
-        return {"prompt": p.prompt}
+        return {"prompt": cap(p.prompt, max_chars)}
     return None
 
 
-def _message(m: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": m.role, "content": m.text()}
+def _message(m: Message, max_chars: int = 0) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": cap(m.text(), max_chars)}
     if m.name:
         out["name"] = m.name
     if m.tool_calls:
-        out["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls]
+        out["tool_calls"] = [
+            {"id": c.id, "name": c.name, "arguments": cap(c.arguments, max_chars)} for c in m.tool_calls
+        ]
     if m.tool_call_id:
         out["tool_call_id"] = m.tool_call_id
     attachments = [_attachment(p) for p in m.content if not isinstance(p, TextPart)]

@@ -20,6 +20,7 @@ from stellargate.pipeline.idempotency import Idempotency
 from stellargate.pipeline.keycache import KeyCache, SharedGeneration
 from stellargate.pipeline.routing import Router
 from stellargate.pipeline.usage import UsageObserver
+from stellargate.proxy import ProxyEnvironment
 from stellargate.settings import Settings
 from stellargate.storage.db import Database
 from stellargate.storage.outbox import UsageOutbox
@@ -80,7 +81,7 @@ class Runtime:
             keys=cache,
             key_service=KeyService(db.keys, notify, audit=audit),
             outbox=outbox,
-            transport=Transport(),
+            transport=Transport(ProxyEnvironment.parse(settings.proxy_environment)[0]),
             models=Router(settings),
             generation=generation,
             idempotency=Idempotency(db.idempotency, settings.idempotency, redis_client),

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from stellargate.counters.figures import LimitFigures
+from stellargate.proxy import ProxyConfigError, ProxyEnvironment, parse_proxy_url, proxy_environment
 
 ENV_CONFIG = "STELLARGATE_CONFIG"
 ENV_DATA_DIR = "STELLARGATE_DATA_DIR"
@@ -82,6 +83,20 @@ class ProviderSettings(_Model):
     # Let the gateway fetch client-given image URLs that resolve to private, loopback or
     # link-local addresses (for providers that take images only inline). Off: an SSRF guard.
     allow_private_media: bool = False
+    # An http:// proxy for this provider's connections (http://user:pass@host:port), or "none" to
+    # go direct; unset: the environment's HTTPS_PROXY / HTTP_PROXY / NO_PROXY (see proxy.py).
+    # Secret because it may carry the proxy's password.
+    proxy: SecretStr | None = None
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, v: SecretStr | None) -> SecretStr | None:
+        raw = v.get_secret_value().strip() if v is not None else ""
+        if not raw:
+            return None  # an unset ${VAR}: the environment decides, as when the key is absent
+        if raw.lower() != "none":
+            parse_proxy_url(raw)  # ProxyConfigError is a ValueError; check_semantics words it better
+        return SecretStr(raw)
 
     @field_validator("base_url")
     @classmethod
@@ -262,12 +277,18 @@ class Settings(_Model):
     # per_key: keys with log_prompts on have each request's prompt and completion logged;
     # off: never, whatever the keys say (a deployment that must not keep prompts in its logs).
     prompt_logging: Literal["per_key", "off"] = "per_key"
+    # Characters kept of each text in a prompt record (a message, a completion); 0: no cap. A
+    # 200k-token prompt would otherwise be one multi-megabyte log line, and a stream's text is
+    # held in memory until it ends.
+    prompt_log_max_chars: int = Field(32_768, ge=0, le=10_000_000)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     # Where the settings came from and which ${VARS} were unset, for messages; not settings.
     source: str = "<defaults>"
     unset_variables: tuple[str, ...] = ()
+    # The proxy variables of the environment the settings were loaded in (proxy.ENV_VARIABLES).
+    proxy_environment: dict[str, str] = Field(default_factory=dict)
 
     @property
     def database_url(self) -> str:
@@ -438,13 +459,16 @@ def _model_fields_at(path_parts: list[int | str]) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
+_INTERNAL = ("source", "unset_variables", "proxy_environment")
+
+
 def _problems_from_validation(err: ValidationError, file: str, lines: dict[str, int]) -> list[ConfigProblem]:
     problems = []
     for e in err.errors():
         loc = list(e["loc"])
         path = _loc_path(loc)
         if e["type"] == "extra_forbidden":
-            allowed = [f for f in _model_fields_at(loc[:-1]) if f not in ("source", "unset_variables")]
+            allowed = [f for f in _model_fields_at(loc[:-1]) if f not in _INTERNAL]
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             fix = f"did you mean '{close[0]}'?" if close else f"remove it; allowed here: {', '.join(allowed)}"
             problems.append(ConfigProblem(file, path, "unknown key", fix, lines.get(path)))
@@ -520,7 +544,8 @@ def load_settings(
         data["task_api_secret_token"] = None
     data["source"] = file
     data["unset_variables"] = tuple(sorted(unset))
-    problems = check_semantics(data, file, lines)
+    data["proxy_environment"] = proxy_environment(env)
+    problems = check_semantics(data, file, lines) + _proxy_environment_problems(data)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as e:
@@ -571,6 +596,12 @@ def check_semantics(
             close = difflib.get_close_matches(ptype, types, n=1)
             fix = f"did you mean '{close[0]}'?" if close else f"use one of: {', '.join(sorted(types))}"
             add(f"{path}.type", f"unknown provider type '{ptype}'", fix)
+        proxy = p.get("proxy") if isinstance(p, dict) else None
+        if isinstance(proxy, str) and proxy.strip() and proxy.strip().lower() != "none":
+            try:
+                parse_proxy_url(proxy)
+            except ProxyConfigError as e:
+                add(f"{path}.proxy", str(e), f"{e.fix}, or none to go direct")
     models = data.get("models")
     seen: set[str] = set()
     for i, m in enumerate(models if isinstance(models, list) else []):
@@ -615,3 +646,15 @@ def check_semantics(
     if isinstance(rd, str) and rd and not re.match(r"^rediss?://", rd):
         add("redis", "unsupported Redis URL", "use redis://host:6379/0")
     return problems
+
+
+def _proxy_environment_problems(data: Mapping[str, Any]) -> list[ConfigProblem]:
+    """A proxy variable that cannot be used fails the start, named as the variable it came from,
+    rather than leaving the providers that rely on it to go direct (or nowhere) in silence. Only
+    when some provider relies on the environment: with a ``proxy`` on each, it is not read."""
+    providers = data.get("providers")
+    providers = providers if isinstance(providers, dict) else {}
+    if all(isinstance(p, dict) and str(p.get("proxy") or "").strip() for p in providers.values()):
+        return []
+    _, found = ProxyEnvironment.parse(data.get("proxy_environment") or {})
+    return [ConfigProblem("environment", var, str(e), f"{e.fix} in {var}, or unset it") for var, e in found]

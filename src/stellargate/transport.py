@@ -18,6 +18,9 @@ from stellargate.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailab
 from stellargate.providers.base import UpstreamRequest, UpstreamResponse
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from stellargate.proxy import ProxyEnvironment
     from stellargate.settings import Timeouts
 
 log = logging.getLogger("stellargate.transport")
@@ -133,14 +136,20 @@ class UpstreamStream:
 
 
 class Transport:
-    def __init__(self) -> None:
-        self._client = http1.Client()
+    def __init__(self, proxy_env: ProxyEnvironment | None = None) -> None:
+        self._client = http1.Client(proxy_env)
 
     async def open(
-        self, req: UpstreamRequest, pool: str, timeouts: Timeouts, max_connections: int
+        self,
+        req: UpstreamRequest,
+        pool: str,
+        timeouts: Timeouts,
+        max_connections: int,
+        proxy: SecretStr | None = None,
     ) -> UpstreamStream:
-        """Send the request and return once the response headers are in."""
-        p, target = self._client.pool(pool, req.url, max_connections, timeouts.connect)
+        """Send the request and return once the response headers are in. ``proxy``: the
+        provider's ``proxy`` setting (None: the environment decides; see proxy.py)."""
+        p, target = self._client.pool(pool, req.url, max_connections, timeouts.connect, proxy)
         wd = _Watchdog(timeouts)
         try:
             resp = await p.request(req.method.encode(), target, req.headers, req.body)
@@ -155,6 +164,12 @@ class Transport:
         except http1.ConnectionClosed as e:
             wd.stop()
             raise _connection_error(e, connecting=False) from None
+        except http1.ProxyError as e:  # a connect failure: nothing reached the upstream
+            wd.stop()
+            raise UpstreamUnavailable(
+                f"Could not connect to the upstream provider through the proxy: {e}.",
+                code="upstream_connect_failed",
+            ) from None
         except OSError as e:  # refused, unreachable, TLS failure, connect timeout
             wd.stop()
             raise _connection_error(e, connecting=True) from None
@@ -162,10 +177,15 @@ class Transport:
         return UpstreamStream(resp, wd, timeouts.idle)
 
     async def send(
-        self, req: UpstreamRequest, pool: str, timeouts: Timeouts, max_connections: int
+        self,
+        req: UpstreamRequest,
+        pool: str,
+        timeouts: Timeouts,
+        max_connections: int,
+        proxy: SecretStr | None = None,
     ) -> UpstreamResponse:
         """A whole request and response (non-streaming)."""
-        s = await self.open(req, pool, timeouts, max_connections)
+        s = await self.open(req, pool, timeouts, max_connections, proxy)
         ok = False
         try:
             body = await s.read_all()

@@ -114,3 +114,19 @@ def fault_error(status: int, retry_after: float) -> AnthropicHTTPError:
     if status >= 500:
         error.headers["x-should-retry"] = "true"
     return error
+
+
+def named_error(name: str) -> AnthropicHTTPError:
+    """The error an `error=NAME` fault answers with: `overflow` is Anthropic's context-overflow 400
+    (no dedicated type: ``invalid_request_error`` with this message), `overflow_max_tokens` the one
+    for prompt plus ``max_tokens``, `invalid` an ordinary 400."""
+    messages = {
+        "overflow": "prompt is too long: 210000 tokens > 200000 maximum",
+        "overflow_max_tokens": "input length and `max_tokens` exceed context limit: 188240 + 21333 > 200000, "
+        "decrease input length or `max_tokens` and try again",
+        "invalid": "max_tokens: 100000 > 64000, which is the maximum allowed number of output tokens for "
+        "claude-sonnet-4-5",
+    }
+    if name not in messages:
+        return AnthropicHTTPError(400, f"unknown fake error {name!r}")
+    return AnthropicHTTPError(400, messages[name])

@@ -244,3 +244,91 @@ def fault_error(status: int, *, model: str, request_id: str, retry_after: float)
         error.status = status
         return error
     return OpenAIHTTPError(status, f"Injected error with status {status}.")
+
+
+class CompatHTTPError(OpenAIHTTPError):
+    """An OpenAI-compatible server's error, in that server's own body shape."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(status, str(body))
+        self._body = body
+
+    def body(self) -> dict[str, Any]:
+        return self._body
+
+
+def _overflow_bodies() -> dict[str, dict[str, Any]]:
+    """Context-overflow 400s as each compatible server words them (from their issue trackers)."""
+    vllm_message = (
+        "This model's maximum context length is 8192 tokens. However, you requested 9216 tokens "
+        "(8192 in the messages, 1024 in the completion). Please reduce the length of the messages or "
+        "completion."
+    )
+    return {
+        "overflow_vllm": {
+            "object": "error",
+            "message": vllm_message,
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        },
+        "overflow_deepseek": {
+            "error": {
+                "message": "This model's maximum context length is 131072 tokens. However, you requested "
+                "131134 tokens (122942 in the messages, 8192 in the completion). Please reduce the length "
+                "of the messages or completion.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_request_error",
+            }
+        },
+        "overflow_groq": {
+            "error": {
+                "message": "Please reduce the length of the messages or completion.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        },
+        "overflow_mistral": {
+            "object": "error",
+            "message": "Prompt contains 40982 tokens and 0 draft tokens, too large for model with 32768 "
+            "maximum context length",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        },
+        "overflow_llamacpp": {
+            "error": {
+                "code": 400,
+                "message": "request (4390 tokens) exceeds the available context size (4096 tokens), "
+                "try increasing it",
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": 4390,
+                "n_ctx": 4096,
+            }
+        },
+        "overflow_ollama": {
+            "error": {
+                "message": "prompt too long; exceeded max context length by 4096 tokens",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        },
+    }
+
+
+def named_error(name: str) -> OpenAIHTTPError:
+    """The error an `error=NAME` fault answers with: `overflow` (OpenAI's own), an `overflow_<server>`
+    of a compatible server, or `invalid` (an ordinary 400 that is no overflow)."""
+    if name == "overflow":
+        return context_length_exceeded()
+    if name == "invalid":
+        return invalid_request(
+            "Invalid value for 'temperature': must be between 0 and 2.", param="temperature", code=None
+        )
+    body = _overflow_bodies().get(name)
+    if body is None:
+        raise OpenAIHTTPError(400, f"unknown fake error {name!r}", type_="fake_fault_error")
+    return CompatHTTPError(400, body)

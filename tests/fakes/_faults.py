@@ -30,6 +30,9 @@ class Fault:
     drop_after: int | None = None
     bad_json: bool = False
     chunk_delay: float | None = None
+    # A named error from the fake's catalog (`error=overflow`: the provider's own context-overflow
+    # 400; the OpenAI fake also speaks for compatible servers, `error=overflow_vllm`, ...).
+    error: str | None = None
     times: int | None = None
 
     @classmethod
@@ -48,12 +51,17 @@ class Fault:
 _INT_FIELDS = {"status", "stall_after", "drop_after", "times"}
 _FLOAT_FIELDS = {"retry_after", "slow_first_byte", "chunk_delay"}
 _FLAG_FIELDS = {"bad_json"}
+_STR_FIELDS = {"error"}
 
 
 def _convert(key: str, raw: str) -> object:
     try:
         if key in _FLAG_FIELDS:
             return raw.lower() not in ("0", "false", "no")
+        if key in _STR_FIELDS:
+            if not raw:
+                raise FaultSpecError(f"fault {key!r} needs a name")
+            return raw
         if key in _INT_FIELDS:
             value: float = int(raw)
         elif key in _FLOAT_FIELDS:

@@ -172,3 +172,15 @@ def fault_error(status: int, *, model: str, retry_after: float) -> GoogleHTTPErr
     if status == 429:
         return quota(model, retry_after)
     return GoogleHTTPError(status, _FAULT_MESSAGES.get(status, f"HTTP {status}"))
+
+
+def named_error(name: str) -> GoogleHTTPError:
+    """The error an `error=NAME` fault answers with: `overflow` is Gemini's context-overflow 400,
+    `invalid` an ordinary INVALID_ARGUMENT."""
+    if name == "overflow":
+        return GoogleHTTPError(
+            400, "The input token count (1200293) exceeds the maximum number of tokens allowed (1048576)."
+        )
+    if name == "invalid":
+        return invalid("* GenerateContentRequest.generation_config.temperature: must be in [0, 2]\n")
+    return GoogleHTTPError(400, f"unknown fake error {name!r}")

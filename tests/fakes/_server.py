@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -70,6 +71,8 @@ class FakeServer:
     """
 
     fault_class: type[Fault] = Fault  # what a spec parses into
+    # Set before start() to serve https (tests/unit/test_proxy.py makes a throwaway CA for it).
+    ssl_context: ssl.SSLContext | None = None
 
     def __init__(
         self,
@@ -108,7 +111,7 @@ class FakeServer:
         self._stopping.clear()
         self._runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self._port).start()
+        await web.TCPSite(self._runner, self.host, self._port, ssl_context=self.ssl_context).start()
         self._port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
@@ -132,7 +135,7 @@ class FakeServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self._port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self._port}"
 
     @property
     def base_url(self) -> str:

@@ -160,6 +160,8 @@ class FakeAnthropic(FakeServer):
         fault, watcher = ex.fault, Watcher(ex.request, self._stopping)
         if fault.slow_first_byte:
             await watcher.sleep(fault.slow_first_byte)
+        if fault.error is not None:
+            raise errors.named_error(fault.error)
         if fault.status is not None:
             raise errors.fault_error(fault.status, fault.retry_after)
         if fault.bad_json:

@@ -131,6 +131,8 @@ class FakeGemini(FakeServer):
         watcher = Watcher(request, self._stopping)
         if fault.slow_first_byte:
             await watcher.sleep(fault.slow_first_byte)
+        if fault.error is not None:
+            raise errs.named_error(fault.error)
         if fault.status is not None:
             raise errs.fault_error(fault.status, model=model, retry_after=fault.retry_after)
         if action in ("embedContent", "batchEmbedContents"):

@@ -175,6 +175,8 @@ class FakeOpenAI(FakeServer):
         fault = exchange.fault
         if fault.slow_first_byte:
             await watcher.sleep(fault.slow_first_byte)
+        if fault.error is not None:
+            raise _errors.named_error(fault.error)
         if fault.status is not None:
             model = exchange.body.get("model", "gpt-4o") if isinstance(exchange.body, dict) else "gpt-4o"
             raise _errors.fault_error(

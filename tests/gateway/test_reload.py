@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,12 @@ async def test_reload_applies_models_and_keeps_requests_in_flight(
         assert await wait_until(lambda: _ok(gw, key, "viahup"), timeout=5)
         assert gw.proc.poll() is None
 
-        status, log = await gw.admin("GET", "/v1/audit-log?action=config.reloaded")
-        actors = {e["actor"] for e in log["data"]}
-        assert {"admin", "signal:SIGHUP"} <= actors
+        async def actors() -> set[str]:
+            # The entry is written just after the swap, so the new model can answer first.
+            _, log = await gw.admin("GET", "/v1/audit-log?action=config.reloaded")
+            return {e["actor"] for e in log["data"]}
+
+        assert await wait_until(lambda: _has(actors(), {"admin", "signal:SIGHUP"}), timeout=5)
     finally:
         gw.stop()
 
@@ -99,3 +103,7 @@ async def test_a_reload_reaches_every_worker(upstream: FakeOpenAI, tmp_path: Pat
         assert await wait_until(everywhere, timeout=6, interval=0.3)
     finally:
         gw.stop()
+
+
+async def _has(found: Awaitable[set[str]], wanted: set[str]) -> bool:
+    return wanted <= await found

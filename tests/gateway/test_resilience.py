@@ -184,7 +184,7 @@ async def test_no_retry_or_fallback_on_a_client_error(
     http: aiohttp.ClientSession, gw: GatewayProc, key: str, ups: list[FakeOpenAI]
 ) -> None:
     a, b, _ = ups
-    a.set_fault("status=400")
+    a.set_fault("error=invalid")  # an ordinary 400 (status=400 is an overflow, which may fall back)
     na, nb = chats(a), chats(b)
     status, h, _ = await chat(http, gw, key, "nr")
     assert status == 400

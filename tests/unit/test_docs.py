@@ -12,7 +12,7 @@ from stellargate.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
-INTERNAL = {"source", "unset_variables"}
+INTERNAL = {"source", "unset_variables", "proxy_environment"}
 
 
 def _setting_paths(model: type[BaseModel], prefix: str = "") -> list[str]:

@@ -234,6 +234,35 @@ async def test_a_stream_is_logged_once_when_it_ends(caplog: pytest.LogCaptureFix
     assert rec["completion"] == ["streamed"]
 
 
+async def test_long_texts_are_cut_at_the_cap(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    d = OpenAIDialect()
+    st = d.new_render_state(chat_request(stream=True))
+    events: list[StreamEvent] = [StreamStart("r", "m", 0)]
+    events += [TextDelta("abcdefghij") for _ in range(50)]  # 500 characters in 50 deltas
+    events.append(Finish("stop"))
+    wire = b"".join(d.render_stream_event(e, st) for e in events) + d.render_stream_end(st)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield wire
+
+    async def stream(ctx: Context) -> Result:
+        return StreamReply(chunks())
+
+    ctx = _ctx(True, stream=True)
+    ctx.request = chat_request(stream=True)
+    ctx.request.messages = [Message("user", [TextPart("p" * 100)])]
+    result = await UsageStage(_Outbox(), prompt_max_chars=25)(ctx, stream)  # type: ignore[arg-type]
+    assert isinstance(result, StreamReply)
+    assert b"".join([c async for c in result.chunks]) == wire  # the client still gets every byte
+    for cb in result.on_done:
+        cb(True)
+    [rec] = _prompt_records(caplog)
+    assert rec["completion"] == ["abcdefghij" * 2 + "abcde…[475 more characters not logged]"]
+    assert rec["prompt"]["messages"][0]["content"] == "p" * 25 + "…[75 more characters not logged]"
+    assert ctx.transcript is not None and sum(ctx.transcript._sizes.values()) == 25  # not held
+
+
 def test_transcript_survives_a_reader_that_fails() -> None:
     class Broken(OpenAIDialect):
         def answer_texts(self, body: bytes) -> list[tuple[int, str]]:

@@ -18,6 +18,9 @@ class StreamStart:
     id: str
     model: str
     created: int
+    # The prompt's tokens when known before the answer (the gateway's count): for client APIs
+    # whose first event states them, as Anthropic's message_start does.
+    prompt_tokens: int | None = None
 
 
 @dataclass(slots=True)

@@ -62,6 +62,9 @@ def error_body(err: GatewayError, request_id: str) -> dict[str, Any]:
 
 class AnthropicDialect:
     name: ClassVar[str] = "anthropic"
+    # Its stream's message_start states the input tokens: a translated stream needs the gateway's
+    # count of the prompt before the upstream reports usage (pipeline/invoke.py reads this).
+    prompt_at_start: ClassVar[bool] = True
 
     def api_key(self, req: Request) -> str | None:
         return req.headers.get("x-api-key") or bearer(req.headers)

@@ -37,6 +37,7 @@ class RenderState:
     tool_blocks: dict[int, int] = field(default_factory=dict)  # tool_index -> block index
     stop_reason: str = "end_turn"
     usage: Usage | None = None
+    prompt_tokens: int | None = None  # the gateway's count, until the upstream reports its own
 
 
 def _event(name: str, obj: dict[str, Any]) -> bytes:
@@ -53,8 +54,9 @@ def _start(st: RenderState) -> bytes:
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        # Translated upstreams report usage at the end; message_delta carries the final counts.
-        "usage": usage_json(None),
+        # Translated upstreams report usage at the end: Anthropic's SDKs and clients read the input
+        # tokens here, so the gateway's own count stands in; message_delta carries the final counts.
+        "usage": usage_json(Usage(prompt_tokens=st.prompt_tokens or 0)),
     }
     return _event("message_start", {"type": "message_start", "message": message})
 
@@ -83,6 +85,8 @@ def render_event(ev: StreamEvent, st: RenderState) -> bytes:
     if isinstance(ev, StreamStart):
         st.id = message_id(ev.id)
         st.model = ev.model or st.model
+        if ev.prompt_tokens is not None:
+            st.prompt_tokens = ev.prompt_tokens
         return b"" if st.started else _start(st)
     if isinstance(ev, UsageReport):
         st.usage = ev.usage
@@ -113,6 +117,9 @@ def render_end(st: RenderState) -> bytes:
     delta = {
         "type": "message_delta",
         "delta": {"stop_reason": st.stop_reason, "stop_sequence": None},
-        "usage": usage_json(st.usage),  # cumulative, as Anthropic's message_delta usage is
+        # Cumulative, as Anthropic's is; the SDKs fold its input and cache counts into the final
+        # message, so the upstream's figures replace the estimate message_start gave (which stays
+        # when the upstream reported none).
+        "usage": usage_json(st.usage or Usage(prompt_tokens=st.prompt_tokens or 0)),
     }
     return out + _event("message_delta", delta) + _event("message_stop", {"type": "message_stop"})

@@ -59,7 +59,12 @@ def model_chain(
         auth or AuthStage(rt.keys),
         # Before usage and limits: a replay or an idempotency conflict is not a model call.
         IdempotencyStage(rt.idempotency),
-        UsageStage(rt.outbox, rt.usage_observers, log_prompts=rt.settings.prompt_logging == "per_key"),
+        UsageStage(
+            rt.outbox,
+            rt.usage_observers,
+            log_prompts=rt.settings.prompt_logging == "per_key",
+            prompt_max_chars=rt.settings.prompt_log_max_chars,
+        ),
         parse,
         RoutingStage(rt.models),
         *checks,

@@ -40,12 +40,26 @@ class Context:
     ttft_ms: float | None = None
     attempts: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    # The gateway's own BPE count of the chat prompt, once something needed it (estimate.py).
+    prompt_tokens: int | None = None
     # Only for a key with log_prompts on: the answer's text as the client gets it (promptlog.py).
     transcript: Transcript | None = None
 
     @property
     def request_id(self) -> str:
         return self.http.request_id
+
+    def counted_prompt_tokens(self) -> int | None:
+        """The prompt's token count if a stage already made one (the limits stage's reservation or
+        the context-window check), else None: reading it never counts."""
+        if self.prompt_tokens is not None:
+            return self.prompt_tokens
+        reserved = self.meta.get("reserved")
+        if isinstance(reserved, dict) and self.request is not None:
+            n = reserved.get("prompt_tokens")
+            if isinstance(n, int):
+                return n
+        return None
 
 
 Next = Callable[[Context], Awaitable[Result]]

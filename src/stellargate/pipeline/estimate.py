@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from stellargate.core.embeddings import EmbeddingsRequest
 from stellargate.core.images import ImagesRequest
 from stellargate.core.request import ChatRequest, ImagePart
+from stellargate.pipeline.context import Context
 from stellargate.providers.base import Target
 
 PREFIX_CHARS = 8192
@@ -176,3 +177,18 @@ def worst_case(payload: Any, req: ChatRequest | None, target: Target) -> tuple[i
     if isinstance(payload, ImagesRequest):
         return count_text(payload.prompt, encoding), 0, payload.n
     return 0, 0, 0
+
+
+async def count_prompt_tokens(ctx: Context) -> int:
+    """The chat prompt's tokens: the count a stage already made, else counted now (and kept on the
+    context), the tokenizer loaded off the event loop the first time."""
+    n = ctx.counted_prompt_tokens()
+    if n is not None:
+        return n
+    req, target = ctx.request, ctx.target
+    assert req is not None and target is not None
+    encoding = encoding_for(target.upstream_model)
+    if not is_ready(encoding):
+        await ready(encoding)
+    ctx.prompt_tokens = n = chat_prompt_tokens(req, encoding)
+    return n

@@ -28,9 +28,9 @@ from stellargate.errors import GatewayError, InvalidRequest, ServiceUnavailable
 from stellargate.media import inline_image_urls
 from stellargate.pipeline.context import Context
 from stellargate.pipeline.deployments import Attempt, Deployment, Member, ModelGroup
+from stellargate.pipeline.estimate import count_prompt_tokens
 from stellargate.pipeline.retry import backoff, error_class
 from stellargate.pipeline.streams import Primed, relay, translate
-from stellargate.pipeline.usage import estimate_prompt_tokens
 from stellargate.providers.base import PassthroughState, UpstreamRequest, UpstreamResponse
 from stellargate.settings import RoutingSettings
 from stellargate.transport import Transport, UpstreamStream
@@ -99,22 +99,22 @@ class Invoker:
             "x-stellargate-attempts": str(ctx.attempts),
         }
 
-    def _candidates(self, ctx: Context, group: ModelGroup) -> list[ModelGroup]:
+    async def _candidates(self, ctx: Context, group: ModelGroup) -> list[ModelGroup]:
         """The group, then its fallbacks; a prompt that already overflows the group's window goes
         straight to the fallbacks whose window is larger (decided before sending anything)."""
-        req = ctx.request
-        assert req is not None
         window = group.context_window
-        if window is None:
+        if window is None:  # nothing to check: no counting at all
             return [group, *group.fallbacks]
-        tokens = estimate_prompt_tokens(req)
+        # The BPE count the limits stage reserved with, else one made now: a characters-per-token
+        # guess misjudges code and non-Latin text by a factor of two or more either way.
+        tokens = await count_prompt_tokens(ctx)
         if tokens <= window:
             return [group, *group.fallbacks]
         larger = [g for g in group.fallbacks if g.context_window is None or g.context_window >= tokens]
         if "context_window" not in group.fallback_on or not larger:
             raise InvalidRequest(
-                f"The prompt (about {tokens} tokens) exceeds the context window of '{group.name}' "
-                f"({window} tokens).",
+                f"The prompt (about {tokens} tokens, as the gateway estimates it) exceeds the context "
+                f"window of '{group.name}' ({window} tokens).",
                 code="context_length_exceeded",
                 param="messages",
             )
@@ -128,12 +128,17 @@ class Invoker:
         cls: str | None = None
         first: Deployment | None = None  # its budget pays for every further attempt
         prev = group
-        for gi, g in enumerate(self._candidates(ctx, group)):
+        for gi, g in enumerate(await self._candidates(ctx, group)):
             if gi and last is not None:
                 if cls not in prev.fallback_on:
                     break
-                if cls == "context_window" and (g.context_window or 0) <= (prev.context_window or 0):
-                    continue
+                if (
+                    cls == "context_window"
+                    and g.context_window is not None
+                    and prev.context_window is not None
+                    and g.context_window <= prev.context_window
+                ):
+                    continue  # known to be no larger; an unknown window is worth the try
             prev = g
             tried: list[str] = []
             for retry in range(policy.retries + 1):
@@ -223,6 +228,8 @@ class Invoker:
             if ctx.attempts == 0 and g is ctx.route:
                 raise
             raise _Exhausted from None  # a fallback that cannot carry this request is skipped
+        if req.stream and ps is None and getattr(ctx.dialect, "prompt_at_start", False):
+            await count_prompt_tokens(ctx)  # the translated stream's first event states it
         entry: dict[str, Any] = {"model": g.name, "deployment": m.deployment.id, "provider": target.provider}
         log.append(entry)
         ctx.attempts += 1
@@ -231,7 +238,7 @@ class Invoker:
         try:
             if not req.stream:
                 resp = await self._transport.send(
-                    up_req, target.provider, tm, target.settings.max_connections
+                    up_req, target.provider, tm, target.settings.max_connections, target.settings.proxy
                 )
                 if resp.status >= 400:
                     raise adapter.map_error(resp)
@@ -245,7 +252,9 @@ class Invoker:
                     return Reply(200, dialect.render_response(out, req))
                 except GatewayError as e:  # the dialect refused a good answer: not the upstream's fault
                     raise _Final(e) from None
-            up = await self._transport.open(up_req, target.provider, tm, target.settings.max_connections)
+            up = await self._transport.open(
+                up_req, target.provider, tm, target.settings.max_connections, target.settings.proxy
+            )
             if up.status >= 400:
                 raise adapter.map_error(await _error_body(up))
         except GatewayError as e:

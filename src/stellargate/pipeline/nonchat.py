@@ -85,7 +85,8 @@ def _unsupported(model: str, what: str) -> InvalidRequest:
 
 async def _send(transport: Transport, ctx: Context, target: Target, up: UpstreamRequest) -> UpstreamResponse:
     ctx.attempts += 1
-    resp = await transport.send(up, target.provider, target.timeouts, target.settings.max_connections)
+    ps = target.settings
+    resp = await transport.send(up, target.provider, target.timeouts, ps.max_connections, ps.proxy)
     if resp.status >= 400:
         raise target.adapter.map_error(resp)
     return resp

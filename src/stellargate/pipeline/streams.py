@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from stellargate.core.stream import Finish, StreamFailed, UsageReport
+from stellargate.core.stream import Finish, StreamFailed, StreamStart, UsageReport
 from stellargate.dialects.sse import SSEDecoder
 from stellargate.errors import GatewayError, UpstreamError
 from stellargate.pipeline.context import Context
@@ -100,6 +100,8 @@ async def translate(ctx: Context, up: UpstreamStream, att: Attempt) -> AsyncIter
                     for ce in adapter.translate_stream_event(ev, state):
                         if isinstance(ce, UsageReport):
                             ctx.usage = ce.usage
+                        elif isinstance(ce, StreamStart) and ce.prompt_tokens is None:
+                            ce.prompt_tokens = ctx.counted_prompt_tokens()
                         elif isinstance(ce, Finish):
                             finished = True
                         elif isinstance(ce, StreamFailed):

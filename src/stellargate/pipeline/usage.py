@@ -29,8 +29,11 @@ def final_usage(ctx: Context) -> tuple[Usage, bool]:
     """The usage a call is metered (and its limits settled) at, and whether it was estimated."""
     u = ctx.usage
     if u is None and ctx.request is not None and ctx.target is not None and ctx.attempts:
-        # The upstream was called but reported nothing: never meter a call as free.
-        return Usage(prompt_tokens=estimate_prompt_tokens(ctx.request)), True
+        # The upstream was called but reported nothing: never meter a call as free. A BPE count a
+        # stage already made beats the characters-per-token guess; none is made just for this.
+        counted = ctx.counted_prompt_tokens()
+        prompt = counted if counted is not None else estimate_prompt_tokens(ctx.request)
+        return Usage(prompt_tokens=prompt), True
     return u or Usage(), ctx.usage_estimated
 
 
@@ -43,16 +46,22 @@ class UsageStage:
     call's answer and the end of its stream, so the switch needs no stage of its own."""
 
     def __init__(
-        self, outbox: UsageOutbox, observers: Sequence[UsageObserver] = (), *, log_prompts: bool = True
+        self,
+        outbox: UsageOutbox,
+        observers: Sequence[UsageObserver] = (),
+        *,
+        log_prompts: bool = True,
+        prompt_max_chars: int = 0,
     ) -> None:
         self._outbox = outbox
         self._observers = tuple(observers)
         self._log_prompts = log_prompts  # False: the config forbids prompt logging (prompt_logging: off)
+        self._prompt_max = prompt_max_chars
 
     async def __call__(self, ctx: Context, call_next: Next) -> Result:
         key = ctx.key
         if key is not None and key.log_prompts and self._log_prompts:
-            ctx.transcript = Transcript(ctx.dialect)
+            ctx.transcript = Transcript(ctx.dialect, self._prompt_max)
         try:
             result = await call_next(ctx)
         except GatewayError as e:
@@ -117,7 +126,7 @@ class UsageStage:
                 log.exception("usage observer failed")
         if ctx.transcript is not None:
             try:
-                write_prompt_log(rec, ctx)
+                write_prompt_log(rec, ctx, self._prompt_max)
             except Exception:
                 log.exception("prompt log failed")
         try:

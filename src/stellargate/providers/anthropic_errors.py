@@ -7,6 +7,7 @@ precisely than the status (a 529 and an ``overloaded_error`` event mean the same
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from stellargate.errors import (
@@ -20,7 +21,7 @@ from stellargate.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from stellargate.providers.errors_common import json_or_none, with_retry_after
+from stellargate.providers.errors_common import context_overflow, json_or_none, overflows, with_retry_after
 
 # The status Anthropic pairs with each error type, for errors that arrive inside a stream.
 TYPE_STATUS = {
@@ -36,6 +37,14 @@ TYPE_STATUS = {
     "overloaded_error": 529,
 }
 _STATUS_TYPE = {s: t for t, s in TYPE_STATUS.items()}
+# Anthropic's context-overflow 400s (``invalid_request_error``, no dedicated type): the prompt alone
+# ("prompt is too long: 210000 tokens > 200000 maximum"), and prompt plus ``max_tokens`` ("input
+# length and `max_tokens` exceed context limit: 188240 + 21333 > 200000, decrease input length or
+# `max_tokens` and try again"), both of which a model with a larger window may take.
+_OVERFLOW = (
+    re.compile(r"^prompt is too long:\s*\d+ tokens\s*>\s*\d+ maximum", re.IGNORECASE),
+    re.compile(r"^input length and `?max_tokens`? exceed context limit:\s*\d+\s*\+\s*\d+\s*>\s*\d+", re.I),
+)
 
 
 def parse_error(raw: bytes) -> tuple[str | None, str | None]:
@@ -79,6 +88,8 @@ def _by_type(kind: str, status: int, message: str, raw: bytes) -> GatewayError:
         return UpstreamUnavailable(message, code="upstream_overloaded", **kw)
     if kind == "timeout_error":
         return UpstreamTimeout(message, **kw)
+    if kind == "invalid_request_error" and status == 400 and overflows(message, _OVERFLOW):
+        return context_overflow(message, **kw)
     if kind == "invalid_request_error" or 400 <= status < 500:
         return InvalidRequest(message, status=status if status in (413, 422) else 400, **kw)
     return UpstreamError(message, **kw)

@@ -7,13 +7,14 @@ provider's own module (``map_error`` / ``error_from_body`` beside each adapter).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
 from stellargate.core.stream import StreamEvent, StreamFailed
-from stellargate.errors import GatewayError, UpstreamError
+from stellargate.errors import GatewayError, InvalidRequest, UpstreamError
 from stellargate.providers.base import UpstreamResponse
 
 
@@ -76,3 +77,20 @@ def map_json_error(
     """A provider's ``from_body(status, parsed body or None, raw body)``, with ``Retry-After``."""
     err = from_body(resp.status, json_or_none(resp.body), resp.body)
     return with_retry_after(err, resp.header("retry-after"))
+
+
+# The gateway's code for "the prompt does not fit the model" (OpenAI's own, which clients already
+# handle); pipeline/retry.py reads it as the ``context_window`` fallback class.
+CONTEXT_OVERFLOW = "context_length_exceeded"
+
+
+def overflows(message: str, patterns: Sequence[re.Pattern[str]]) -> bool:
+    """Whether an upstream's 400 message is one of its context-overflow wordings. Each adapter
+    passes its own provider's patterns: they are specific sentences, so that no other 400 (a bad
+    parameter, a too-large ``max_tokens`` alone) is ever taken for an overflow and sent elsewhere."""
+    return any(p.search(message) for p in patterns)
+
+
+def context_overflow(message: str, **kw: Any) -> InvalidRequest:
+    """The gateway error for an upstream's overflow: still a 400 for the client, in its dialect."""
+    return InvalidRequest(message, code=CONTEXT_OVERFLOW, param="messages", status=400, **kw)

@@ -25,7 +25,7 @@ from stellargate.errors import (
     UpstreamUnavailable,
 )
 from stellargate.providers.base import UpstreamResponse
-from stellargate.providers.errors_common import map_json_error
+from stellargate.providers.errors_common import context_overflow, map_json_error, overflows
 
 _BY_HTTP = {
     400: "INVALID_ARGUMENT",
@@ -40,6 +40,10 @@ _BY_HTTP = {
 }
 _KEY_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"})
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+# "The input token count (1200293) exceeds the maximum number of tokens allowed (1048576)."
+_OVERFLOW = (
+    re.compile(r"input token count \(?\d+\)? exceeds the maximum number of tokens allowed", re.IGNORECASE),
+)
 
 
 def _error_object(obj: Any) -> dict[str, Any]:
@@ -85,6 +89,8 @@ def error_from_body(http_status: int, obj: Any, raw: bytes) -> GatewayError:
         return ModelNotFound(message, param="model", **kw)
     if status == "RESOURCE_EXHAUSTED":
         return RateLimited(message, code="upstream_rate_limited", retry_after=retry_delay(e), **kw)
+    if status == "INVALID_ARGUMENT" and http_status == 400 and overflows(message, _OVERFLOW):
+        return context_overflow(message, **kw)
     if status in ("INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE"):
         return InvalidRequest(message, status=413 if http_status == 413 else 400, **kw)
     if status == "UNAVAILABLE":

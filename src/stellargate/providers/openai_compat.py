@@ -7,6 +7,7 @@ the model id rewritten (and usage requested on streams, stripped again if the cl
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,7 +46,15 @@ from stellargate.providers.base import (
     UpstreamRequest,
     UpstreamResponse,
 )
-from stellargate.providers.errors_common import answer_object, map_json_error, not_json, stream_not_json
+from stellargate.providers.errors_common import (
+    CONTEXT_OVERFLOW,
+    answer_object,
+    context_overflow,
+    map_json_error,
+    not_json,
+    overflows,
+    stream_not_json,
+)
 from stellargate.providers.openai_compat_extra import OpenAIExtras
 
 
@@ -69,6 +78,26 @@ PRESETS: dict[str, Preset] = {
     "llamacpp": Preset("http://127.0.0.1:8080/v1", None, "LLAMACPP_BASE_URL", needs_key=False),
     "lmstudio": Preset("http://127.0.0.1:1234/v1", None, "LMSTUDIO_BASE_URL", needs_key=False),
 }
+
+# The context-overflow 400s of OpenAI-compatible servers that do not send OpenAI's
+# ``context_length_exceeded`` code (OpenAI and Groq do, and pass through as they are).
+_OVERFLOW = (
+    # vLLM, DeepSeek, OpenAI without a code, OpenRouter ("This endpoint's ..."): "This model's
+    # maximum context length is 16384 tokens. However, you requested 122946 tokens (...)"
+    re.compile(r"maximum context length is \d+ tokens", re.IGNORECASE),
+    # Mistral: "Prompt contains 40982 tokens and 0 draft tokens, too large for model with 32768
+    # maximum context length"
+    re.compile(r"too large for model with \d+ maximum context length", re.IGNORECASE),
+    # llama.cpp server: "the request exceeds the available context size, try increasing it" and
+    # "request (4390 tokens) exceeds the available context size (4096 tokens), try increasing it"
+    re.compile(r"exceeds the available context size", re.IGNORECASE),
+    # Ollama: "prompt too long; exceeded max context length by 4096 tokens", and "the input length
+    # exceeds the context length"
+    re.compile(r"prompt too long; exceeded (?:max )?context length", re.IGNORECASE),
+    re.compile(r"input length exceeds the context length", re.IGNORECASE),
+)
+# llama.cpp's dedicated error type, sent with HTTP 400 (500 by some versions).
+_OVERFLOW_TYPE = "exceed_context_size_error"
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -312,11 +341,18 @@ class OpenAICompatAdapter(OpenAIExtras):
         e = obj.get("error") if isinstance(obj, dict) else None
         if isinstance(e, str):  # some compatible servers send {"error": "text"}
             e = {"message": e}
+        if e is None and isinstance(obj, dict) and obj.get("object") == "error":
+            e = obj  # vLLM and Mistral: {"object": "error", "message": ..., "type": ..., "code": 400}
         e = e if isinstance(e, dict) else {}
         message = str(e.get("message") or f"The upstream answered with HTTP {status}.")
         code = e.get("code") if isinstance(e.get("code"), str) else None
         param = e.get("param") if isinstance(e.get("param"), str) else None
         kw: dict[str, Any] = {"upstream_status": status, "upstream_body": raw}
+        if code != CONTEXT_OVERFLOW and (
+            (status == 400 and overflows(message, _OVERFLOW))
+            or (status in (400, 500) and e.get("type") == _OVERFLOW_TYPE)
+        ):
+            return context_overflow(message, **kw)
         if status in (401, 403):
             # The message would name (part of) the gateway's provider key: never pass it on.
             return UpstreamAuthError("The upstream provider refused the gateway's credentials.", **kw)
