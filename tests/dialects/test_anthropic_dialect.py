@@ -416,5 +416,9 @@ async def test_count_tokens(client: anthropic.AsyncAnthropic, model: str) -> Non
         model=model, system="x " * 400, messages=user("hello " * 100), tools=[WEATHER]
     )
     assert 0 < short.input_tokens < long.input_tokens
+    # Counted with the BPE tokenizer (cl100k_base: 250 tokens of text, o200k_base: 100, plus the
+    # message's framing), not guessed at 4 characters a token (which would say about 57).
+    cjk = await client.messages.count_tokens(model=model, messages=user("你好世界" * 50))
+    assert cjk.input_tokens in range(100, 115) or cjk.input_tokens in range(250, 265)
     with pytest.raises(anthropic.NotFoundError):
         await client.messages.count_tokens(model="nope", messages=user("hello"))

@@ -5,9 +5,11 @@ scope ``chat``, routing, invoke), so any configured model answers: an Anthropic 
 identity path, any other by translation (refused by name when the request uses what only
 Anthropic serves, such as server tools).
 
-count_tokens answers ``{"input_tokens": N}`` from a local estimate (``estimate_input_tokens``)
-rather than asking the upstream: it is cheap, works for every provider, and needs no upstream call
-that would itself count against rate limits. It is an estimate, not Anthropic's tokenizer.
+count_tokens answers ``{"input_tokens": N}`` from the gateway's own count (the BPE tokenizer the
+limits and the context-window check use, ``estimate.chat_prompt_tokens``) rather than asking the
+upstream: it is cheap, works for every provider, and needs no upstream call that would itself
+count against rate limits. For Claude models it is an approximation (``cl100k_base``, not
+Anthropic's tokenizer), as is every count the gateway makes for non-OpenAI models.
 """
 
 from __future__ import annotations
@@ -15,33 +17,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from stellargate.core.request import ChatRequest, ImagePart
 from stellargate.dialects.anthropic import AnthropicDialect
 from stellargate.dialects.anthropic_parse import parse_messages_request, untranslatable
 from stellargate.errors import NotFound
 from stellargate.pipeline.auth import authenticate, check_model, check_scope, model_allowed
 from stellargate.pipeline.chains import model_chain, translatable
 from stellargate.pipeline.context import Context
+from stellargate.pipeline.estimate import chat_prompt_tokens, encoding_for, is_ready, ready
 from stellargate.runtime import Runtime
 from stellargate.storage.records import KeyRecord
 from stellargate.web import Request, Result, Router, json_reply
-
-CHARS_PER_TOKEN = 4
-TOKENS_PER_MESSAGE = 3
-TOKENS_PER_IMAGE = 1600  # Anthropic's cost of an image of about 1.15 megapixels
-
-
-def estimate_input_tokens(req: ChatRequest) -> int:
-    chars = sum(
-        len(m.text()) + sum(len(t.arguments) + len(t.name) for t in m.tool_calls) for m in req.messages
-    )
-    chars += sum(
-        len(t.name) + len(t.description or "") + len(str(t.parameters or {})) for t in req.tools or []
-    )
-    images = sum(isinstance(p, ImagePart) for m in req.messages for p in m.content)
-    return max(
-        1, chars // CHARS_PER_TOKEN + TOKENS_PER_MESSAGE * len(req.messages) + TOKENS_PER_IMAGE * images
-    )
 
 
 class AnthropicRoutes:
@@ -74,8 +59,11 @@ class AnthropicRoutes:
     async def _count(self, req: Request, key: KeyRecord) -> Result:
         creq = parse_messages_request(req.json(), req.headers, count_only=True)
         check_model(key, creq.model)
-        self.rt.models.resolve(creq.model)  # an unknown model is a 404, as it would be for messages
-        return json_reply({"input_tokens": estimate_input_tokens(creq)})
+        target = self.rt.models.resolve(creq.model)  # an unknown model is a 404, as for messages
+        encoding = encoding_for(target.upstream_model)
+        if not is_ready(encoding):
+            await ready(encoding)  # the first count loads the tokenizer off the event loop
+        return json_reply({"input_tokens": chat_prompt_tokens(creq, encoding)})
 
     # -- GET /v1/models in Anthropic's shape (chosen by the anthropic-version header) -------
 
