@@ -32,6 +32,7 @@ from stellargate.pipeline.estimate import count_prompt_tokens
 from stellargate.pipeline.retry import backoff, error_class
 from stellargate.pipeline.streams import Primed, relay, translate
 from stellargate.providers.base import PassthroughState, UpstreamRequest, UpstreamResponse
+from stellargate.providers.errors_common import CONTEXT_OVERFLOW
 from stellargate.settings import RoutingSettings
 from stellargate.transport import Transport, UpstreamStream
 from stellargate.web import Reply, Result, StreamReply
@@ -115,7 +116,7 @@ class Invoker:
             raise InvalidRequest(
                 f"The prompt (about {tokens} tokens, as the gateway estimates it) exceeds the context "
                 f"window of '{group.name}' ({window} tokens).",
-                code="context_length_exceeded",
+                code=CONTEXT_OVERFLOW,
                 param="messages",
             )
         ctx.meta["context_fallback"] = True

@@ -12,10 +12,11 @@ import random
 
 from stellargate.errors import GatewayError, RateLimited, UpstreamTimeout
 from stellargate.pipeline.breaker import Window
+from stellargate.providers.errors_common import CONTEXT_OVERFLOW
 from stellargate.settings import BackoffSettings, FallbackClass, RetryBudgetSettings
 
 # The code adapters give a prompt that overflows the model's window (OpenAI's own code).
-CONTEXT_OVERFLOW_CODES = frozenset({"context_length_exceeded"})
+CONTEXT_OVERFLOW_CODES = frozenset({CONTEXT_OVERFLOW})
 # Failures that say something about the deployment's health (429 is throttling, not ill health).
 HEALTH_CLASSES = frozenset({"5xx", "timeout", "connect"})
 
