@@ -8,7 +8,8 @@
 # request on this machine (memory layout, hash seeds), more than the effect measured; alternating
 # keys in one process compares like with like.
 #
-#   bench/limits_ab.sh [extra measure.py args]     (ROUNDS, default 4; REDIS_URL, default local)
+#   bench/limits_ab.sh [extra measure.py args]     (ROUNDS, default 4; BACKENDS, default "memory redis";
+#                                                 REDIS_URL, default local)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -40,7 +41,7 @@ new_key() {  # config, name, [limits override JSON] -> the key's secret
   "$PY" -c 'import json, sys; print(json.load(sys.stdin)["key"])' <<<"$out"
 }
 
-for backend in memory redis; do
+for backend in ${BACKENDS:-memory redis}; do
   cfg=$BENCH_DATA_DIR/$backend.yaml
   taskset -c 0 "$ROOT/.venv/bin/stellargate" serve --config "$cfg" > "$OUT/gateway-$backend.log" 2>&1 &
   GW=$!
@@ -70,6 +71,8 @@ for path in sorted(glob.glob(f"{sys.argv[1]}/*-r*.json")):
 print("| backend | lifted µs/req | limited µs/req | limits add | runs (ranges) |")
 print("|---|---|---|---|---|")
 for backend in ("memory", "redis"):
+    if f"{backend}-on" not in runs:
+        continue
     on, off = runs[f"{backend}-on"], runs[f"{backend}-off"]
     m_on, m_off = statistics.median(on), statistics.median(off)
     pairs = [a - b for a, b in zip(on, off)]  # round by round, the same process

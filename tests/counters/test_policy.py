@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 
-from stellargate.core.request import ChatRequest, Message, TextPart
+from stellargate.core.request import ChatRequest, ImagePart, Message, TextPart, ToolCall
 from stellargate.core.usage import Price
+from stellargate.counters import Decision
 from stellargate.counters.figures import merged
-from stellargate.counters.policy import Policy, period_bounds
-from stellargate.pipeline.estimate import PREFIX_CHARS, chat_prompt_tokens, count_text, encoding_for
-from stellargate.pipeline.limits import _duration, worst_cost
+from stellargate.counters.policy import Policy, items_for, period_bounds
+from stellargate.pipeline.estimate import (
+    PREFIX_CHARS,
+    TOKENS_PER_IMAGE,
+    _Budget,
+    _counted,
+    chat_prompt_tokens,
+    count_text,
+    encoding_for,
+)
+from stellargate.pipeline.limits import _duration, rate_headers, worst_cost
 from stellargate.settings import Settings
 from stellargate.storage.records import KeyRecord
 
@@ -91,3 +101,77 @@ def test_many_long_messages_are_counted_within_one_budget_per_request() -> None:
     spent = time.process_time() - t0
     assert abs(estimate - exact) / exact < 0.05
     assert spent < 0.01  # ~960,000 characters, but only PREFIX_CHARS of them tokenized
+
+
+def _counted_with_one_budget(req: ChatRequest, encoding: str) -> int:
+    """The plain reading of the rules: every text through one _Budget, in message order."""
+    b = _Budget(encoding)
+    tokens = 4 * len(req.messages) + 3
+    for m in req.messages:
+        for p in m.content:
+            if isinstance(p, ImagePart):
+                tokens += TOKENS_PER_IMAGE
+            elif isinstance(p, TextPart):
+                tokens += b.count(p.text)
+        for t in m.tool_calls:
+            tokens += b.count(t.name) + b.count(t.arguments)
+    for tool in req.tools or ():
+        tokens += b.count(f"{tool.name} {tool.description or ''} {tool.parameters or ''}")
+    return tokens
+
+
+def test_the_inline_count_equals_counting_every_text_through_one_budget() -> None:
+    rng = random.Random(5)
+    words = ["gateway", "limits", "token", "budget", "a", "an", "the", "to", "of", "ünïcode", "東京", "42",
+             "1234567", "...", "\n\t", ""]  # fmt: skip
+    for case in range(60):
+        msgs = []
+        for _ in range(rng.randint(1, 6)):
+            parts: list[TextPart | ImagePart] = []
+            for _ in range(rng.randint(0, 3)):
+                if rng.random() < 0.15:
+                    parts.append(ImagePart(url="https://example.com/a.png"))
+                else:  # from empty to past PREFIX_CHARS, so every branch of the budget is taken
+                    n = rng.choice([0, 3, 50, 63, 64, 65, 500, 3000, PREFIX_CHARS + 100])
+                    text = " ".join(rng.choice(words) for _ in range(n // 5 + 1))[:n]
+                    parts.append(TextPart(text))
+            args = f'{{"q": "{case}"}}'
+            calls = [ToolCall(id="c", name="lookup", arguments=args)] if rng.random() < 0.2 else []
+            msgs.append(Message(role="user", content=list(parts), tool_calls=calls))
+        req = ChatRequest(model="gpt-4o", messages=msgs)
+        for encoding in ("o200k_base", "cl100k_base"):
+            _counted.clear()
+            expected = [_counted_with_one_budget(req, encoding) for _ in range(2)]  # the 2nd from the cache
+            _counted.clear()
+            assert [chat_prompt_tokens(req, encoding) for _ in range(2)] == expected, case
+
+
+def test_compiled_call_limits_build_the_same_items_as_the_specs() -> None:
+    s = Settings.model_validate({"limits": {"rpm": 60, "rph": 1000, "tpm": 10_000, "concurrency": 5,
+                                            "tokens_per_month": 10**6, "spend_per_day": 2.5}})  # fmt: skip
+    p = Policy(s)
+    k = key()
+    call = p.for_call(k, "chat")
+    assert call is not None and call.counts_tokens and call.prices and call.fails_closed
+    now = datetime(2026, 11, 24, 12, tzinfo=UTC).timestamp()
+    for tokens, nano, slot in ((100, 5_000, 330.0), (7, 0, 90.0), (100, 5_000, 330.0)):
+        assert call.items(tokens, nano, slot, now) == items_for(
+            k.id, p.specs(k, "chat"), tokens=tokens, nano_usd=nano, slot_seconds=slot, now=now
+        )
+    assert Policy(Settings()).for_call(key(rps="unlimited", concurrency="unlimited"), "chat") is None
+
+
+def test_headers_report_the_tightest_of_several_request_and_token_rates() -> None:
+    s = Settings.model_validate({"limits": {"rpm": 60, "rph": 100, "endpoints": {"chat": {"tpm": 500}},
+                                            "tpm": 1000}})  # fmt: skip
+    call = Policy(s).for_call(key(), "chat")
+    assert call is not None and call.req_index == -2 and call.tok_index == -2
+    names = [sp.name for sp in call.specs]
+    remaining = [0.0] * len(names)
+    for name, left in (("rps", 40), ("rpm", 59), ("rph", 12), ("tpm", 900), ("chat.tpm", 480)):
+        remaining[names.index(name)] = left
+    h = dict(rate_headers(call, Decision(True, -1, 0.0, remaining, [0.5] * len(names))))
+    assert h[b"x-ratelimit-limit-requests"] == b"100" and h[b"x-ratelimit-remaining-requests"] == b"12"
+    assert h[b"x-ratelimit-limit"] == b"100" and h[b"x-ratelimit-reset"] == b"1"
+    assert h[b"x-ratelimit-limit-tokens"] == b"500" and h[b"x-ratelimit-remaining-tokens"] == b"480"
+    assert h[b"x-ratelimit-reset-tokens"] == h[b"x-ratelimit-reset-requests"] == b"500ms"

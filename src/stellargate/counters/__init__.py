@@ -20,17 +20,19 @@ against).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, Protocol
 
 Kind = Literal["r", "c", "q"]
 EPS = 1e-9
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
+class Item(NamedTuple):
     """One limit of one request. ``period``: a rate's window in seconds; for a concurrency slot
-    the seconds before a lost one expires; for a quota the seconds left in its calendar period."""
+    the seconds before a lost one expires; for a quota the seconds left in its calendar period.
+
+    A named tuple, not a frozen dataclass: one is built per limit per request, and a frozen
+    dataclass costs several times more to build."""
 
     kind: Kind
     key: str  # the counter's name in the store
@@ -39,13 +41,12 @@ class Item:
     cost: float  # reserved: requests, tokens or nano-USD
 
 
-@dataclass(slots=True)
-class Decision:
+class Decision(NamedTuple):
     ok: bool
-    failed: int = -1  # index of the first item that refused
-    retry_after: float = 0.0
-    remaining: list[float] = field(default_factory=list)  # per item, after this reservation
-    reset: list[float] = field(default_factory=list)  # per item, seconds until it is whole again
+    failed: int  # index of the first item that refused, -1 when all admitted
+    retry_after: float
+    remaining: list[float]  # per item, after this reservation
+    reset: list[float]  # per item, seconds until it is whole again
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,14 +21,14 @@ from typing import Any, Protocol
 
 from stellargate.core.embeddings import EmbeddingsRequest
 from stellargate.core.images import ImagesRequest
-from stellargate.core.request import ChatRequest, ImagePart
+from stellargate.core.request import ChatRequest, ImagePart, TextPart
 from stellargate.pipeline.context import Context
 from stellargate.providers.base import Target
 
 PREFIX_CHARS = 8192
 TOKENS_PER_MESSAGE = 4  # role and separators, as OpenAI's chat format adds them
 TOKENS_PER_IMAGE = 1600  # a high-detail image's worst case is near this on every provider
-CACHE_ENTRIES = 2048  # remembered counts (at most PREFIX_CHARS characters each: ~16 MB at worst)
+CACHE_ENTRIES = 2048  # remembered counts per encoding (at most PREFIX_CHARS characters each: ~16 MB)
 DEFAULT_MAX_COMPLETION = 4096  # neither the request nor the model says how long an answer may be
 
 
@@ -91,40 +91,44 @@ def count_text(text: str, encoding: str) -> int:
     return math.ceil(head * len(text) / PREFIX_CHARS)
 
 
-_counted: dict[tuple[str, str], int] = {}
+_counted: dict[str, dict[str, int]] = {}  # per encoding: text -> its tokens
 
 
 class _Budget:
     """Counts the texts of one request, at most PREFIX_CHARS new characters of them."""
 
-    __slots__ = ("chars", "encoding", "left", "tokens")
+    __slots__ = ("cache", "chars", "encoding", "left", "tok", "tokens")
 
-    def __init__(self, encoding: str) -> None:
+    def __init__(self, encoding: str, left: int = PREFIX_CHARS, chars: int = 0, tokens: int = 0) -> None:
         self.encoding = encoding
-        self.left = PREFIX_CHARS
-        self.chars = self.tokens = 0  # what was counted, for the ratio of the rest
+        self.tok = _tokenizer(encoding)
+        cache = _counted.get(encoding)
+        if cache is None:
+            cache = _counted[encoding] = {}
+        self.cache = cache
+        self.left = left  # new characters it may still count
+        self.chars, self.tokens = chars, tokens  # what was counted, for the ratio of the rest
 
     def count(self, text: str) -> int:
         n = len(text)
-        if n < 64 or n > PREFIX_CHARS:
-            return self._fresh(text)
-        k = (self.encoding, text)
-        found = _counted.get(k)
-        if found is not None:
-            return found
-        if n > self.left:
-            return self._fresh(text)  # over the budget: extrapolated, and not remembered
-        found = self._fresh(text)
-        if len(_counted) >= CACHE_ENTRIES:
-            _counted.clear()
-        _counted[k] = found
+        if n < 64 or n > PREFIX_CHARS or n > self.left:
+            found = self.cache.get(text) if 64 <= n <= PREFIX_CHARS else None
+            # Over the budget: extrapolated, and not remembered.
+            return found if found is not None else self._fresh(text)
+        cache = self.cache
+        found = cache.get(text)
+        if found is None:
+            found = self._fresh(text)
+            if len(cache) >= CACHE_ENTRIES:
+                cache.clear()
+            cache[text] = found
         return found
 
     def _fresh(self, text: str) -> int:
         n = len(text)
         if n <= self.left:
             self.left -= n
-            t = count_text(text, self.encoding)
+            t = int(self.tok.count(text)) if text else 0
         elif self.left >= 1024:
             head, self.left = text[: self.left], 0
             t = math.ceil(count_text(head, self.encoding) * n / len(head))
@@ -137,19 +141,47 @@ class _Budget:
 
 
 def chat_prompt_tokens(req: ChatRequest, encoding: str) -> int:
-    b = _Budget(encoding)
     tokens = TOKENS_PER_MESSAGE * len(req.messages) + 3
+    # The common case inline (it runs for every request under a token or spend limit): plain text
+    # parts, each remembered or counted whole. Anything else goes through a _Budget.
+    tok = _tokenizers.get(encoding) or _tokenizer(encoding)
+    cache = _counted.get(encoding)
+    if cache is None:
+        cache = _counted[encoding] = {}
+    left, chars, counted = PREFIX_CHARS, 0, 0  # as in _Budget
+    b: _Budget | None = None
     for m in req.messages:
         for p in m.content:
-            text = getattr(p, "text", None)
-            if text is not None:
+            if type(p) is not TextPart:
+                if isinstance(p, ImagePart):
+                    tokens += TOKENS_PER_IMAGE
+                elif (text := getattr(p, "text", None)) is not None:
+                    b = b or _Budget(encoding, left, chars, counted)
+                    tokens += b.count(text)
+                continue
+            text = p.text
+            n = len(text)
+            if b is None and n <= left:
+                found = cache.get(text) if n >= 64 else None
+                if found is None:
+                    found = int(tok.count(text)) if n else 0
+                    left, chars, counted = left - n, chars + n, counted + found
+                    if n >= 64:
+                        if len(cache) >= CACHE_ENTRIES:
+                            cache.clear()
+                        cache[text] = found
+                tokens += found
+            else:
+                b = b or _Budget(encoding, left, chars, counted)
                 tokens += b.count(text)
-            elif isinstance(p, ImagePart):
-                tokens += TOKENS_PER_IMAGE
-        for t in m.tool_calls:
-            tokens += b.count(t.name) + b.count(t.arguments)
-    for tool in req.tools or ():
-        tokens += b.count(f"{tool.name} {tool.description or ''} {tool.parameters or ''}")
+        if m.tool_calls:
+            b = b or _Budget(encoding, left, chars, counted)
+            for t in m.tool_calls:
+                tokens += b.count(t.name) + b.count(t.arguments)
+    if req.tools:
+        b = b or _Budget(encoding, left, chars, counted)
+        for tool in req.tools:
+            tokens += b.count(f"{tool.name} {tool.description or ''} {tool.parameters or ''}")
     return tokens
 
 

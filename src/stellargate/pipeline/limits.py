@@ -11,11 +11,11 @@ upstream was never called. Every answer carries the rate-limit headers.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 from stellargate.core.usage import Price
-from stellargate.counters import CounterUnavailable, Decision, Item, refund
-from stellargate.counters.policy import NANO, Spec, items_for
+from stellargate.counters import CounterStore, CounterUnavailable, Decision, Item, refund
+from stellargate.counters.memory import MemoryCounterStore
+from stellargate.counters.policy import NANO, CallLimits, Spec
 from stellargate.counters.service import Limits
 from stellargate.errors import GatewayError, PermissionDenied, RateLimited, ServiceUnavailable
 from stellargate.pipeline.context import Context, Next
@@ -48,33 +48,47 @@ def _duration(s: float) -> str:
     return (f"{h}h" if h else "") + (f"{m}m" if h or m else "") + f"{sec}s"
 
 
-def rate_headers(specs: Sequence[Spec], d: Decision) -> list[tuple[bytes, bytes]]:
+_resets: dict[int, bytes] = {}
+
+
+def _reset_key(s: float) -> int:
+    return math.ceil(s * 1000) if s < 1 else -math.ceil(s)  # ms below a second, whole seconds above
+
+
+def _reset_text(s: float) -> bytes:
+    """``_duration`` as bytes, remembered in ``_resets``: the same few resets recur in every answer."""
+    if len(_resets) >= 10_000:
+        _resets.clear()
+    found = _resets[_reset_key(s)] = _duration(s).encode()
+    return found
+
+
+def rate_headers(call: CallLimits, d: Decision) -> list[tuple[bytes, bytes]]:
     """OpenAI's ``x-ratelimit-*-requests|tokens`` and ``X-RateLimit-*`` for the tightest request limit."""
-    req = tok = -1
-    for i, s in enumerate(specs):
-        if s.kind != "r":
-            continue
-        if s.unit == "requests" and (req < 0 or d.remaining[i] < d.remaining[req]):
-            req = i
-        elif s.unit == "tokens" and (tok < 0 or d.remaining[i] < d.remaining[tok]):
-            tok = i
-    out: list[tuple[bytes, bytes]] = []
+    req, tok = call.req_index, call.tok_index
+    if req == -2 or tok == -2:  # several of a kind: the one with the least left
+        req, tok = call.tightest(d.remaining)
+    remaining, reset = d.remaining, d.reset
+    out: list[tuple[bytes, bytes]]
     if req >= 0:
-        lim, rem, rst = str(int(specs[req].limit)).encode(), str(int(d.remaining[req])).encode(), d.reset[req]
-        out += [
+        lim, rem, rst = call.limit_bytes[req], b"%d" % remaining[req], reset[req]
+        out = [
             (b"x-ratelimit-limit-requests", lim),
             (b"x-ratelimit-remaining-requests", rem),
-            (b"x-ratelimit-reset-requests", _duration(rst).encode()),
+            (b"x-ratelimit-reset-requests", _resets.get(_reset_key(rst)) or _reset_text(rst)),
             (b"x-ratelimit-limit", lim),
             (b"x-ratelimit-remaining", rem),
-            (b"x-ratelimit-reset", str(math.ceil(rst)).encode()),
+            (b"x-ratelimit-reset", b"%d" % math.ceil(rst)),
         ]
+    else:
+        out = []
     if tok >= 0:
-        out += [
-            (b"x-ratelimit-limit-tokens", str(int(specs[tok].limit)).encode()),
-            (b"x-ratelimit-remaining-tokens", str(int(d.remaining[tok])).encode()),
-            (b"x-ratelimit-reset-tokens", _duration(d.reset[tok]).encode()),
-        ]
+        rst = reset[tok]
+        out += (
+            (b"x-ratelimit-limit-tokens", call.limit_bytes[tok]),
+            (b"x-ratelimit-remaining-tokens", b"%d" % remaining[tok]),
+            (b"x-ratelimit-reset-tokens", _resets.get(_reset_key(rst)) or _reset_text(rst)),
+        )
     return out
 
 
@@ -106,21 +120,53 @@ def refusal(spec: Spec, d: Decision) -> GatewayError:
     )
 
 
+class _Settlement:
+    """Settles one reservation once, whichever comes first: the answer, the stream's end (as a
+    ``StreamReply.on_done`` callback), an error or a cancellation."""
+
+    __slots__ = ("call", "ctx", "done", "items", "store")
+
+    def __init__(self, store: CounterStore, ctx: Context, call: CallLimits, items: list[Item]) -> None:
+        self.store, self.ctx, self.call, self.items = store, ctx, call, items
+        self.done = False
+
+    def __call__(self, completed: bool = True) -> None:
+        if self.done:
+            return
+        self.done = True
+        ctx, items = self.ctx, self.items
+        if not ctx.attempts:
+            refund(self.store, items, ctx.request_id)  # never reached the upstream: nothing was used
+            return
+        u = ctx.usage
+        if u is None:
+            u, _ = final_usage(ctx)
+        tokens = u.prompt_tokens + u.completion_tokens
+        nano = 0
+        if self.call.prices:
+            t = ctx.target
+            nano = round(t.price.cost(u) * NANO) if t is not None and t.price is not None else 0
+        actual = [it.cost if unit == 0 else tokens if unit == 1 else nano
+                  for unit, it in zip(self.call.units, items, strict=True)]  # fmt: skip
+        self.store.settle(items, ctx.request_id, actual)
+
+
 class LimitStage:
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
+        # In process, reserving needs no await: called directly, it saves a coroutine per request.
+        store = limits.store
+        self._reserve_now = store.reserve_now if isinstance(store, MemoryCounterStore) else None
 
     async def __call__(self, ctx: Context, call_next: Next) -> Result:
         assert ctx.key is not None and ctx.target is not None
         lim = self._limits
-        specs = lim.policy.specs(ctx.key, ctx.endpoint)
-        if not specs:
+        call = lim.policy.for_call(ctx.key, ctx.endpoint)
+        if call is None:
             return await call_next(ctx)
         target = ctx.target
-        prompt = completion = 0
-        cost = 0.0
-        if any(s.unit != "requests" for s in specs):
-            # Counting tokens costs a few µs: only when a token or spend limit needs the figure.
+        tokens = nano = 0
+        if call.counts_tokens:
             encoding = encoding_for(target.upstream_model)
             if not is_ready(encoding):
                 await ready(encoding)
@@ -131,17 +177,15 @@ class LimitStage:
                 "completion_tokens": completion,
                 "cost_usd": cost,
             }
-        items = items_for(
-            ctx.key.id,
-            specs,
-            tokens=prompt + completion,
-            nano_usd=math.ceil(cost * NANO),
-            slot_seconds=target.timeouts.total + SLOT_GRACE,
-        )
+            tokens, nano = prompt + completion, math.ceil(cost * NANO)
+        items = call.items(tokens, nano, target.timeouts.total + SLOT_GRACE)
         try:
-            d = await lim.store.reserve(items, ctx.request_id)
+            if self._reserve_now is not None:
+                d = self._reserve_now(items, ctx.request_id)
+            else:
+                d = await lim.store.reserve(items, ctx.request_id)
         except CounterUnavailable as e:
-            if lim.fail_open and not any(s.fails_closed for s in specs):
+            if lim.fail_open and not call.fails_closed:
                 lim.outage(True, e)
                 return await call_next(ctx)
             lim.outage(False, e)
@@ -150,20 +194,12 @@ class LimitStage:
                 code="limits_unavailable",
                 retry_after=1,
             ) from None
-        headers = rate_headers(specs, d)
+        headers = rate_headers(call, d)
         if not d.ok:
-            err = refusal(specs[d.failed], d)
+            err = refusal(call.specs[d.failed], d)
             err.headers.update((k.decode(), v.decode()) for k, v in headers)
             raise err
-        settled = False
-
-        def settle() -> None:
-            nonlocal settled
-            if settled:
-                return
-            settled = True
-            self._settle(ctx, specs, items)
-
+        settle = _Settlement(lim.store, ctx, call, items)
         try:
             result = await call_next(ctx)
         except GatewayError as e:
@@ -174,27 +210,9 @@ class LimitStage:
         except BaseException:
             settle()  # cancelled (the client left) or a bug: release the slot, charge what was used
             raise
-        result.headers.extend(headers)
+        result.headers += headers
         if isinstance(result, StreamReply):
-            result.on_done.append(lambda completed: settle())
+            result.on_done.append(settle)
         else:
             settle()
         return result
-
-    def _settle(self, ctx: Context, specs: Sequence[Spec], items: Sequence[Item]) -> None:
-        store = self._limits.store
-        if not ctx.attempts:
-            refund(store, items, ctx.request_id)  # never reached the upstream: nothing was used
-            return
-        u, _ = final_usage(ctx)
-        t = ctx.target
-        spent = t.price.cost(u) if t is not None and t.price is not None else 0.0
-        actual: list[float] = []
-        for s, it in zip(specs, items, strict=True):
-            if s.unit == "requests":
-                actual.append(it.cost)
-            elif s.unit == "tokens":
-                actual.append(u.total_tokens)
-            else:
-                actual.append(round(spent * NANO))
-        store.settle(items, ctx.request_id, actual)

@@ -128,10 +128,11 @@ def recover_orphans(spill_dir: Path) -> int:
 
 
 def pending_files(spill_dir: Path) -> int:
-    """Complete spill files waiting to be replayed (for metrics and tests)."""
+    """Complete spill files not yet committed: waiting, or being replayed (for metrics and tests).
+    A claimed file counts: until its records are committed it is what holds them."""
     if not spill_dir.is_dir():
         return 0
-    return sum(1 for _ in spill_dir.glob(f"{_PREFIX}*{_SUFFIX}"))
+    return sum(1 for p in spill_dir.glob(f"{_PREFIX}*") if p.name.endswith(_SUFFIX) or _CLAIMED in p.name)
 
 
 def _unclaimed(path: Path) -> Path:
