@@ -30,16 +30,7 @@ trap cleanup EXIT
 sed 's/, context_window: [0-9]*//' bench/gateway.yaml > "$BENCH_DATA_DIR/memory.yaml"
 { cat "$BENCH_DATA_DIR/memory.yaml"; echo "redis: $REDIS_URL"; } > "$BENCH_DATA_DIR/redis.yaml"
 
-new_key() {  # config, name, [limits override JSON] -> the key's secret
-  local out id
-  out=$("$ROOT/.venv/bin/stellargate" keys create --config "$1" --name "$2" --json)
-  if [ -n "${3:-}" ]; then
-    id=$("$PY" -c 'import json, sys; print(json.load(sys.stdin)["id"])' <<<"$out")
-    curl -sf -X PATCH "$URL/admin/v1/keys/$id/limits" -H "authorization: Bearer bench-admin" \
-      -H "content-type: application/json" -d "{\"limits\": $3}" > /dev/null
-  fi
-  "$PY" -c 'import json, sys; print(json.load(sys.stdin)["key"])' <<<"$out"
-}
+. bench/keys.sh
 
 for backend in ${BACKENDS:-memory redis}; do
   cfg=$BENCH_DATA_DIR/$backend.yaml
@@ -47,8 +38,7 @@ for backend in ${BACKENDS:-memory redis}; do
   GW=$!
   for _ in $(seq 100); do curl -sf "$URL/healthz" > /dev/null && break; sleep 0.1; done
   ON=$(new_key "$cfg" "limited-$backend")
-  OFF=$(new_key "$cfg" "lifted-$backend" \
-    '{"rps": "unlimited", "concurrency": "unlimited", "tpm": "unlimited", "spend_per_day": "unlimited"}')
+  OFF=$(new_key "$cfg" "lifted-$backend" "$LIFTED")
   for round in $(seq 1 "${ROUNDS:-4}"); do
     for v in off on; do
       key=$OFF; [ "$v" = on ] && key=$ON

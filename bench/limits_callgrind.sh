@@ -27,18 +27,9 @@ valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.out"
   "$PY" bench/stubbed_serve.py serve --config "$WORK/gw.yaml" > "$WORK/gateway.log" 2>&1 & GW=$!
 for _ in $(seq 600); do curl -sf "$URL/healthz" > /dev/null && break; sleep 0.5; done
 START=$(date +%s)
-new_key() {  # name, [limits override JSON] -> the key's secret
-  local out id
-  out=$("$ROOT/.venv/bin/stellargate" keys create --config "$WORK/gw.yaml" --name "$1" --json)
-  if [ -n "${2:-}" ]; then
-    id=$("$PY" -c 'import json, sys; print(json.load(sys.stdin)["id"])' <<<"$out")
-    curl -sf -X PATCH "$URL/admin/v1/keys/$id/limits" -H "authorization: Bearer bench-admin" \
-      -H "content-type: application/json" -d "{\"limits\": $2}" > /dev/null
-  fi
-  "$PY" -c 'import json, sys; print(json.load(sys.stdin)["key"])' <<<"$out"
-}
-ON=$(new_key limited)
-OFF=$(new_key lifted '{"rps": "unlimited", "concurrency": "unlimited", "tpm": "unlimited", "spend_per_day": "unlimited"}')
+. bench/keys.sh
+ON=$(new_key "$WORK/gw.yaml" limited)
+OFF=$(new_key "$WORK/gw.yaml" lifted "$LIFTED")
 run() {  # key, requests -> requests sent
   "$PY" "$HARNESS/load.py" "$URL/v1" --key "$1" -c 4 -n "$2" --warmup 0 -d 600 --timeout 60 --json |
     "$PY" -c 'import json, sys; print(json.load(sys.stdin)["sent_total"])'

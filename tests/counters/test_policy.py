@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from stellargate.core.request import ChatRequest, ImagePart, Message, TextPart, ToolCall
 from stellargate.core.usage import Price
-from stellargate.counters import Decision
+from stellargate.counters import Decision, Item
 from stellargate.counters.figures import merged
 from stellargate.counters.policy import Policy, items_for, period_bounds
 from stellargate.pipeline.estimate import (
@@ -146,7 +146,7 @@ def test_the_inline_count_equals_counting_every_text_through_one_budget() -> Non
             assert [chat_prompt_tokens(req, encoding) for _ in range(2)] == expected, case
 
 
-def test_compiled_call_limits_build_the_same_items_as_the_specs() -> None:
+def test_call_limits_build_each_limits_item_with_this_requests_costs() -> None:
     s = Settings.model_validate({"limits": {"rpm": 60, "rph": 1000, "tpm": 10_000, "concurrency": 5,
                                             "tokens_per_month": 10**6, "spend_per_day": 2.5}})  # fmt: skip
     p = Policy(s)
@@ -155,8 +155,19 @@ def test_compiled_call_limits_build_the_same_items_as_the_specs() -> None:
     assert call is not None and call.counts_tokens and call.prices and call.fails_closed
     now = datetime(2026, 11, 24, 12, tzinfo=UTC).timestamp()
     for tokens, nano, slot in ((100, 5_000, 330.0), (7, 0, 90.0), (100, 5_000, 330.0)):
-        assert call.items(tokens, nano, slot, now) == items_for(
-            k.id, p.specs(k, "chat"), tokens=tokens, nano_usd=nano, slot_seconds=slot, now=now
+        expected = [
+            Item("r", "sg:l:{key_x}:rps", 50, 1, 1),
+            Item("c", "sg:l:{key_x}:concurrency", 5, slot, 1),
+            Item("r", "sg:l:{key_x}:rpm", 60, 60, 1),
+            Item("r", "sg:l:{key_x}:rph", 1000, 3600, 1),
+            Item("r", "sg:l:{key_x}:tpm", 10_000, 60, tokens),
+            Item("q", "sg:l:{key_x}:tokens_per_month:2026-11", 10**6, 6.5 * 86400, tokens),
+            Item("q", "sg:l:{key_x}:spend_per_day:2026-11-24", 2_500_000_000, 43200, nano),
+        ]
+        assert call.items(tokens, nano, slot, now) == expected
+        assert (
+            items_for(k.id, p.specs(k, "chat"), tokens=tokens, nano_usd=nano, slot_seconds=slot, now=now)
+            == expected
         )
     assert Policy(Settings()).for_call(key(rps="unlimited", concurrency="unlimited"), "chat") is None
 

@@ -139,18 +139,7 @@ def counter_key(key_id: str, spec: Spec, period_id: str = "") -> str:
     return f"{base}:{period_id}" if period_id else base
 
 
-_names: dict[tuple[str, str], str] = {}
 _periods: dict[str, tuple[int, str, float]] = {}  # calendar -> (second, period id, its end)
-
-
-def _name(key_id: str, spec: Spec) -> str:
-    k = (key_id, spec.name)
-    n = _names.get(k)
-    if n is None:
-        if len(_names) >= 100_000:
-            _names.clear()
-        n = _names[k] = counter_key(key_id, spec)
-    return n
 
 
 def _period(calendar: str, now: float) -> tuple[str, float]:
@@ -172,21 +161,9 @@ def items_for(
     slot_seconds: float,
     now: float | None = None,
 ) -> list[Item]:
-    """Store items for one request: one request, ``tokens`` and ``nano_usd`` at their worst case."""
-    now = time.time() if now is None else now
-    items = []
-    for s in specs:
-        if s.kind == "r":
-            cost = tokens if s.unit == "tokens" else 1
-            items.append(Item("r", _name(key_id, s), s.limit, s.period, cost))
-        elif s.kind == "c":
-            items.append(Item("c", _name(key_id, s), s.limit, slot_seconds, 1))
-        else:
-            pid, left = _period(s.calendar, now)
-            limit = s.limit * NANO if s.unit == "usd" else s.limit
-            q_cost = nano_usd if s.unit == "usd" else tokens
-            items.append(Item("q", f"{_name(key_id, s)}:{pid}", math.floor(limit), left, q_cost))
-    return items
+    """Store items for one request: one request, ``tokens`` and ``nano_usd`` at their worst case.
+    (The request path keeps its ``CallLimits``; this is for reading a key's counters once.)"""
+    return CallLimits(key_id, specs).items(tokens, nano_usd, slot_seconds, now)
 
 
 # What a spec's item costs per request, and what it is settled at (CallLimits._ops).
@@ -204,11 +181,10 @@ class CallLimits:
     stood out in its profile.
     """
 
-    __slots__ = ("_ops", "_quota_names", "_req", "_slot", "_tok", "counts_tokens", "fails_closed", "key_id",
+    __slots__ = ("_ops", "_quota_names", "_req", "_slot", "_tok", "counts_tokens", "fails_closed",
                  "limit_bytes", "prices", "req_index", "specs", "tok_index", "units")  # fmt: skip
 
     def __init__(self, key_id: str, specs: tuple[Spec, ...]) -> None:
-        self.key_id = key_id
         self.specs = specs
         # Counting tokens costs a few µs: only when a token or spend limit needs the figure.
         self.counts_tokens = any(s.unit != "requests" for s in specs)

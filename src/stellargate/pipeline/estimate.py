@@ -94,6 +94,13 @@ def count_text(text: str, encoding: str) -> int:
 _counted: dict[str, dict[str, int]] = {}  # per encoding: text -> its tokens
 
 
+def _counts(encoding: str) -> dict[str, int]:
+    cache = _counted.get(encoding)
+    if cache is None:
+        cache = _counted[encoding] = {}
+    return cache
+
+
 class _Budget:
     """Counts the texts of one request, at most PREFIX_CHARS new characters of them."""
 
@@ -102,10 +109,7 @@ class _Budget:
     def __init__(self, encoding: str, left: int = PREFIX_CHARS, chars: int = 0, tokens: int = 0) -> None:
         self.encoding = encoding
         self.tok = _tokenizer(encoding)
-        cache = _counted.get(encoding)
-        if cache is None:
-            cache = _counted[encoding] = {}
-        self.cache = cache
+        self.cache = _counts(encoding)
         self.left = left  # new characters it may still count
         self.chars, self.tokens = chars, tokens  # what was counted, for the ratio of the rest
 
@@ -144,10 +148,8 @@ def chat_prompt_tokens(req: ChatRequest, encoding: str) -> int:
     tokens = TOKENS_PER_MESSAGE * len(req.messages) + 3
     # The common case inline (it runs for every request under a token or spend limit): plain text
     # parts, each remembered or counted whole. Anything else goes through a _Budget.
-    tok = _tokenizers.get(encoding) or _tokenizer(encoding)
-    cache = _counted.get(encoding)
-    if cache is None:
-        cache = _counted[encoding] = {}
+    tok = _tokenizer(encoding)
+    cache = _counts(encoding)
     left, chars, counted = PREFIX_CHARS, 0, 0  # as in _Budget
     b: _Budget | None = None
     for m in req.messages:
