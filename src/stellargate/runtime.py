@@ -96,7 +96,8 @@ class Runtime:
             rt.tasks.append(asyncio.create_task(subscribe(redis_client, KEYS_CHANNEL, cache.invalidate_all)))
             # Circuit-breaker ejections shared by every replica (pipeline/breaker_sync.py).
             sync = BreakerSync(redis_client, settings.routing.redis_prefix, rt.models)
-            rt.tasks.append(asyncio.create_task(sync.run()))
+            joined = await sync.start(within=2.0)
+            rt.tasks.append(asyncio.create_task(sync.run(joined)))
         return rt
 
     def _install_metrics(self) -> None:

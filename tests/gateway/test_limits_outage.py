@@ -118,3 +118,32 @@ async def test_rate_limits_fail_closed_when_configured(
         assert status == 503 and orjson.loads(body)["error"]["code"] == "limits_unavailable"
     finally:
         gw.stop()
+
+
+async def test_starts_and_serves_while_redis_is_down(
+    own_redis: OwnRedis, upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Joining the breaker channel at start is bounded: a replica started during a Redis outage
+    serves (unlimited keys), then joins the channel in the background when Redis returns."""
+    own_redis.stop()
+    t0 = time.monotonic()
+    gw = await start_gateway(tmp_path, config(upstream, redis=own_redis.url))
+    try:
+        assert time.monotonic() - t0 < 15
+        assert "breaker channel not joined at start" in gw.log()
+        _, key = await gw.create_key("free")
+        assert (await post_chat(gw.url, key, chat_body("hi")))[0] == 200
+        own_redis.start()
+        deadline = time.monotonic() + 20  # the background retry backs off to 10 s at most
+        while (
+            b"stellargate:breaker"
+            not in subprocess.run(
+                ["redis-cli", "-p", str(own_redis.port), "pubsub", "channels"],
+                capture_output=True,
+                check=False,
+            ).stdout
+        ):
+            assert time.monotonic() < deadline, "the gateway never joined the breaker channel"
+            await asyncio.sleep(0.1)
+    finally:
+        gw.stop()

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 
 from stellargate.pipeline.breaker import Breaker
 from stellargate.pipeline.routing import Router
@@ -87,14 +88,37 @@ class BreakerSync:
             if raw is not None:
                 self.apply(raw)
 
-    async def run(self) -> None:
+    async def join(self) -> PubSub:
+        """Subscribe, then catch up from the keys: subscribing first means no ejection falls
+        between the two. The caller owns (and closes) the subscription."""
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(self.channel)
+            await self._catch_up()
+        except BaseException:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            raise
+        return pubsub
+
+    async def start(self, within: float) -> PubSub | None:
+        """The first join, awaited before the replica serves, so that one starting mid-incident
+        does not send its first requests to a deployment the others have ejected. Redis being
+        slow or down must not stop the start: ``run`` then keeps trying."""
+        try:
+            return await asyncio.wait_for(self.join(), within)
+        except (aioredis.RedisError, OSError, TimeoutError) as e:
+            log.warning(
+                "breaker channel not joined at start (%s); retrying in the background", type(e).__name__
+            )
+            return None
+
+    async def run(self, pubsub: PubSub | None = None) -> None:
         """Until cancelled; reconnects with backoff and catches up from the keys each time."""
         delay = 0.5
         while True:
             try:
-                pubsub = self._redis.pubsub()
-                await pubsub.subscribe(self.channel)
-                await self._catch_up()
+                if pubsub is None:
+                    pubsub = await self.join()
                 delay = 0.5
                 try:
                     async for msg in pubsub.listen():
@@ -102,6 +126,7 @@ class BreakerSync:
                             self.apply(msg["data"])
                 finally:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    pubsub = None
             except asyncio.CancelledError:
                 raise
             except (aioredis.RedisError, OSError) as e:
