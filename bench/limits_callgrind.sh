@@ -5,7 +5,8 @@
 # warm-up and after the usage outbox's first flush, with usage writes held back (flush every 60 s)
 # so that both phases do the same database work.
 #
-#   bench/limits_callgrind.sh            (N requests per phase, default 1000; STUB: see stubbed_serve.py)
+#   bench/limits_callgrind.sh   (N requests per phase, default 1000; STUB: see stubbed_serve.py;
+#                                KEEP=DIR keeps the two phases' callgrind files for callgrind_annotate)
 # Prints "DIFF <instructions a request>". Takes about three minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ URL=http://127.0.0.1:18100
 WORK=$(mktemp -d)
 export BENCH_DATA_DIR=$WORK
 UP=; GW=
-cleanup() { [ -n "$GW" ] && kill "$GW" 2>/dev/null; [ -n "$UP" ] && kill "$UP" 2>/dev/null; rm -rf "$WORK"; }
+cleanup() { [ -n "$GW" ] && kill "$GW" 2>/dev/null; [ -n "$UP" ] && kill "$UP" 2>/dev/null; [ -n "${KEEP:-}" ] && cp "$WORK"/cg.out.* "$KEEP"/ 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 { sed 's/, context_window: [0-9]*//' bench/gateway.yaml
   echo "usage: {flush_interval: 60, batch_size: 10000, max_buffer: 100000}"

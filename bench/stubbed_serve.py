@@ -26,7 +26,7 @@ if "tok" in stubs:  # a tokenizer that costs nothing
 
     estimate._tokenizers["cl100k_base"] = estimate._tokenizers["o200k_base"] = _Free()
 if "worst" in stubs:  # no prompt count at all
-    limits.worst_case = lambda payload, req, target: (300, 256, 0)  # type: ignore[attr-defined]
+    limits.worst_case = lambda payload, req, target, encoding=None: (300, 256, 0)  # type: ignore[attr-defined]
 if "settle" in stubs:
     limits._Settlement.__call__ = lambda self, completed=True: None  # type: ignore[method-assign]
 if "reserve" in stubs:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from stellargate.core.request import ChatRequest, ImagePart, Message, TextPart, ToolCall
 from stellargate.core.usage import Price
-from stellargate.counters import Decision, Item
+from stellargate.counters import Decision, item
 from stellargate.counters.figures import merged
 from stellargate.counters.policy import Policy, items_for, period_bounds
 from stellargate.pipeline.estimate import (
@@ -156,13 +156,13 @@ def test_call_limits_build_each_limits_item_with_this_requests_costs() -> None:
     now = datetime(2026, 11, 24, 12, tzinfo=UTC).timestamp()
     for tokens, nano, slot in ((100, 5_000, 330.0), (7, 0, 90.0), (100, 5_000, 330.0)):
         expected = [
-            Item("r", "sg:l:{key_x}:rps", 50, 1, 1),
-            Item("c", "sg:l:{key_x}:concurrency", 5, slot, 1),
-            Item("r", "sg:l:{key_x}:rpm", 60, 60, 1),
-            Item("r", "sg:l:{key_x}:rph", 1000, 3600, 1),
-            Item("r", "sg:l:{key_x}:tpm", 10_000, 60, tokens),
-            Item("q", "sg:l:{key_x}:tokens_per_month:2026-11", 10**6, 6.5 * 86400, tokens),
-            Item("q", "sg:l:{key_x}:spend_per_day:2026-11-24", 2_500_000_000, 43200, nano),
+            item("r", "sg:l:{key_x}:rps", 50, 1, 1),
+            item("c", "sg:l:{key_x}:concurrency", 5, slot, 1),
+            item("r", "sg:l:{key_x}:rpm", 60, 60, 1),
+            item("r", "sg:l:{key_x}:rph", 1000, 3600, 1),
+            item("r", "sg:l:{key_x}:tpm", 10_000, 60, tokens),
+            item("q", "sg:l:{key_x}:tokens_per_month:2026-11", 10**6, 6.5 * 86400, tokens),
+            item("q", "sg:l:{key_x}:spend_per_day:2026-11-24", 2_500_000_000, 43200, nano),
         ]
         assert call.items(tokens, nano, slot, now) == expected
         assert (

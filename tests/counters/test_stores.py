@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from stellargate.counters import CounterStore, Item, refund
+from stellargate.counters import CounterStore, item, refund
 from stellargate.counters.memory import MemoryCounterStore
 from stellargate.counters.redis import RedisCounterStore
 
@@ -30,7 +30,7 @@ def name(what: str) -> str:
 
 
 async def test_a_burst_of_ten_times_the_limit_admits_exactly_the_limit(store: CounterStore) -> None:
-    rate = Item("r", name("rpd"), 100, 86400, 1)
+    rate = item("r", name("rpd"), 100, 86400, 1)
     results = await asyncio.gather(*(store.reserve([rate], f"t{i}") for i in range(1000)))
     assert sum(d.ok for d in results) == 100
     refused = [d for d in results if not d.ok]
@@ -38,7 +38,7 @@ async def test_a_burst_of_ten_times_the_limit_admits_exactly_the_limit(store: Co
 
 
 async def test_all_limits_are_checked_before_any_is_reserved(store: CounterStore) -> None:
-    rate, slots = Item("r", name("rpm"), 10, 60, 1), Item("c", name("conc"), 2, 30, 1)
+    rate, slots = item("r", name("rpm"), 10, 60, 1), item("c", name("conc"), 2, 30, 1)
     assert (await store.reserve([rate, slots], "a")).ok
     assert (await store.reserve([rate, slots], "b")).ok
     d = await store.reserve([rate, slots], "c")
@@ -47,8 +47,27 @@ async def test_all_limits_are_checked_before_any_is_reserved(store: CounterStore
     assert (await store.read([rate]))[0].remaining == pytest.approx(8, abs=0.01)
 
 
+async def test_a_refusal_by_the_last_limit_leaves_every_other_counter_as_it_was(
+    store: CounterStore,
+) -> None:
+    rate, tokens = item("r", name("rpm"), 10, 60, 1), item("r", name("tpm"), 1000, 60, 300)
+    slots, budget = item("c", name("conc"), 5, 30, 1), item("q", name("usd"), 1000, 3600, 200)
+    gate = item("c", name("gate"), 1, 30, 1)
+    assert (await store.reserve([gate], "holder")).ok  # the last limit is full
+    items = [rate, tokens, slots, budget]
+    assert (await store.reserve(items, "a")).ok
+    before = await store.read(items)
+    for i in range(3):
+        d = await store.reserve([*items, gate], f"r{i}")
+        assert not d.ok and d.failed == 4
+    after = await store.read(items)
+    for b, a in zip(before, after, strict=True):
+        # (rates refill while the test runs: a few hundredths; a request taken would be 1 or more)
+        assert (a.used, a.reserved) == pytest.approx((b.used, b.reserved), abs=0.5)
+
+
 async def test_a_concurrency_slot_comes_back_when_settled(store: CounterStore) -> None:
-    slots = Item("c", name("conc"), 1, 30, 1)
+    slots = item("c", name("conc"), 1, 30, 1)
     assert (await store.reserve([slots], "a")).ok
     assert not (await store.reserve([slots], "b")).ok
     store.settle([slots], "a", [1])
@@ -57,7 +76,7 @@ async def test_a_concurrency_slot_comes_back_when_settled(store: CounterStore) -
 
 
 async def test_a_quota_holds_reservations_and_settles_to_the_real_use(store: CounterStore) -> None:
-    budget = lambda cost: Item("q", budget_key, 1000, 3600, cost)  # noqa: E731
+    budget = lambda cost: item("q", budget_key, 1000, 3600, cost)  # noqa: E731
     budget_key = name("spend")
     assert (await store.reserve([budget(300)], "a")).ok
     assert (await store.reserve([budget(300)], "b")).ok
@@ -72,7 +91,7 @@ async def test_a_quota_holds_reservations_and_settles_to_the_real_use(store: Cou
 
 
 async def test_gcra_refills_smoothly_without_a_second_burst(store: CounterStore) -> None:
-    rate = Item("r", name("rps"), 10, 1, 1)
+    rate = item("r", name("rps"), 10, 1, 1)
     results = [await store.reserve([rate], str(i)) for i in range(11)]
     assert [d.ok for d in results] == [True] * 10 + [False]
     assert 0 < results[-1].retry_after <= 0.11
@@ -82,7 +101,7 @@ async def test_gcra_refills_smoothly_without_a_second_burst(store: CounterStore)
 
 
 async def test_a_token_rate_refunds_what_the_answer_did_not_use(store: CounterStore) -> None:
-    tpm = lambda cost: Item("r", tpm_key, 1000, 60, cost)  # noqa: E731
+    tpm = lambda cost: item("r", tpm_key, 1000, 60, cost)  # noqa: E731
     tpm_key = name("tpm")
     assert (await store.reserve([tpm(800)], "a")).ok
     assert not (await store.reserve([tpm(300)], "b")).ok
@@ -92,12 +111,12 @@ async def test_a_token_rate_refunds_what_the_answer_did_not_use(store: CounterSt
 
 
 async def test_a_request_larger_than_the_whole_limit_is_refused(store: CounterStore) -> None:
-    d = await store.reserve([Item("r", name("tpm"), 1000, 60, 5000)], "a")
+    d = await store.reserve([item("r", name("tpm"), 1000, 60, 5000)], "a")
     assert not d.ok and d.retry_after == 60
 
 
 async def test_a_refund_gives_everything_back(store: CounterStore) -> None:
-    items = [Item("r", name("rpm"), 1, 60, 1), Item("q", name("spend"), 10, 3600, 10)]
+    items = [item("r", name("rpm"), 1, 60, 1), item("q", name("spend"), 10, 3600, 10)]
     assert (await store.reserve(items, "a")).ok
     assert not (await store.reserve(items, "b")).ok
     refund(store, items, "a")
@@ -109,8 +128,8 @@ async def test_a_reservation_cancelled_in_flight_is_given_back() -> None:
     """The client left while the script ran on Redis: what it reserved comes back by itself."""
     store = RedisCounterStore(REDIS_URL)
     try:
-        slots = Item("c", name("conc"), 1, 30, 1)
-        assert (await store.reserve([Item("r", name("warm"), 10, 1, 1)], "w")).ok  # connected
+        slots = item("c", name("conc"), 1, 30, 1)
+        assert (await store.reserve([item("r", name("warm"), 10, 1, 1)], "w")).ok  # connected
         task = asyncio.ensure_future(store.reserve([slots], "a"))
         for _ in range(2):
             await asyncio.sleep(0)  # the command is written, its answer not yet read

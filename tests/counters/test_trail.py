@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from stellargate.counters import CounterStore, Item, Trail, refund
+from stellargate.counters import CounterStore, Item, Trail, item, refund
 from stellargate.counters.memory import MemoryCounterStore
 from stellargate.counters.redis import RedisCounterStore
 
@@ -59,7 +59,7 @@ async def test_each_change_is_recorded_with_the_state_after_it(make_store: MakeS
     key = name("spend")
 
     def budget(cost: int) -> Item:
-        return Item("q", key, 1000, 3600, cost)
+        return item("q", key, 1000, 3600, cost)
 
     assert (await store.reserve([budget(300)], "a")).ok
     assert (await store.reserve([budget(300)], "b")).ok
@@ -87,13 +87,13 @@ async def test_under_concurrency_every_recorded_state_is_within_the_limit(make_s
     rng = random.Random(7)
     costs = {f"r{i}": rng.randint(50, 400) for i in range(300)}
     answers = await asyncio.gather(
-        *(store.reserve([Item("q", key, limit, 3600, c)], t) for t, c in costs.items())
+        *(store.reserve([item("q", key, limit, 3600, c)], t) for t, c in costs.items())
     )
     admitted = [tok for tok, d in zip(costs, answers, strict=True) if d.ok]
     assert 0 < len(admitted) < len(costs)
     used = {tok: rng.randint(0, costs[tok]) for tok in admitted}
     for tok in admitted:
-        store.settle([Item("q", key, limit, 3600, costs[tok])], tok, [used[tok]])
+        store.settle([item("q", key, limit, 3600, costs[tok])], tok, [used[tok]])
     t = await trail_of(store, key, 2 * len(admitted))
     assert t.kept == t.added == 2 * len(admitted)  # nothing trimmed
     assert all(e.committed + e.reserved <= limit for e in t.entries)
@@ -101,7 +101,7 @@ async def test_under_concurrency_every_recorded_state_is_within_the_limit(make_s
     closing = sorted(e.token for e in t.entries if e.op in ("settle", "refund"))
     assert closing == sorted(admitted)  # each admitted request settled exactly once
     assert t.entries[-1].committed == sum(used.values()) and t.entries[-1].reserved == 0
-    state = (await store.read([Item("q", key, limit, 3600, 0)]))[0]
+    state = (await store.read([item("q", key, limit, 3600, 0)]))[0]
     assert (state.used, state.reserved) == (t.entries[-1].committed, 0)
 
 
@@ -109,7 +109,7 @@ async def test_only_the_last_n_changes_are_kept_and_the_rest_is_counted(make_sto
     store = make_store(3)
     key = name("tokens")
     for i in range(5):
-        assert (await store.reserve([Item("q", key, 1000, 3600, 10)], f"t{i}")).ok
+        assert (await store.reserve([item("q", key, 1000, 3600, 10)], f"t{i}")).ok
     t = await store.trail(key, 100)
     assert (t.kept, t.added) == (3, 5)
     assert [e.token for e in t.entries] == ["t2", "t3", "t4"]
@@ -119,9 +119,9 @@ async def test_only_the_last_n_changes_are_kept_and_the_rest_is_counted(make_sto
 async def test_off_records_nothing_and_rates_and_slots_never_have_a_trail(make_store: MakeStore) -> None:
     off, on = make_store(0), make_store(10)
     q, r, c = name("spend"), name("rpm"), name("conc")
-    assert (await off.reserve([Item("q", q, 100, 3600, 5)], "a")).ok
-    off.settle([Item("q", q, 100, 3600, 5)], "a", [5])
-    items = [Item("r", r, 10, 60, 1), Item("c", c, 5, 30, 1)]
+    assert (await off.reserve([item("q", q, 100, 3600, 5)], "a")).ok
+    off.settle([item("q", q, 100, 3600, 5)], "a", [5])
+    items = [item("r", r, 10, 60, 1), item("c", c, 5, 30, 1)]
     assert (await on.reserve(items, "b")).ok
     on.settle(items, "b", [1, 1])
     await asyncio.sleep(0.05)
@@ -134,8 +134,8 @@ async def test_large_figures_are_recorded_exactly(make_store: MakeStore) -> None
     store = make_store(10)
     key = name("spend")
     big = 123_456_789_012_345  # $123,456.78... in nano-USD
-    assert (await store.reserve([Item("q", key, 10**15, 3600, big)], "a")).ok
-    store.settle([Item("q", key, 10**15, 3600, big)], "a", [big - 1])
+    assert (await store.reserve([item("q", key, 10**15, 3600, big)], "a")).ok
+    store.settle([item("q", key, 10**15, 3600, big)], "a", [big - 1])
     t = await trail_of(store, key, 2)
     assert [(e.committed, e.reserved) for e in t.entries] == [(0, big), (big - 1, 0)]
 
@@ -145,13 +145,13 @@ async def test_on_redis_the_trail_expires_with_its_counter() -> None:
     raw = aioredis.Redis.from_url(REDIS_URL)
     off, on = RedisCounterStore(REDIS_URL), RedisCounterStore(REDIS_URL, trail=10)
     try:
-        item = Item("q", key, 1000, 3600, 10)
-        assert (await off.reserve([item], "a")).ok  # reserved while the trail was off...
-        on.settle([item], "a", [4])  # ...settled by a replica with it on: the stream starts here
+        spend = item("q", key, 1000, 3600, 10)
+        assert (await off.reserve([spend], "a")).ok  # reserved while the trail was off...
+        on.settle([spend], "a", [4])  # ...settled by a replica with it on: the stream starts here
         await trail_of(on, key, 1)
         counter_ttl = await raw.pttl(key)
         assert 0 < await raw.pttl(f"{key}:trail") <= counter_ttl
-        assert (await on.reserve([item], "b")).ok
+        assert (await on.reserve([spend], "b")).ok
         assert 3600_000 < await raw.pttl(f"{key}:trail") <= (3600 + 86400 + 1) * 1000
     finally:
         await raw.delete(key, f"{key}:trail")
@@ -163,6 +163,6 @@ async def test_on_redis_the_trail_expires_with_its_counter() -> None:
 async def test_in_process_a_seeded_budget_starts_its_trail_with_the_seed() -> None:
     store = MemoryCounterStore(trail=10)
     store.seed("k", 500, 3600)
-    assert (await store.reserve([Item("q", "k", 1000, 3600, 100)], "a")).ok
+    assert (await store.reserve([item("q", "k", 1000, 3600, 100)], "a")).ok
     t = await store.trail("k", 10)
     assert [(e.op, e.committed, e.reserved) for e in t.entries] == [("seed", 500, 0), ("reserve", 500, 100)]

@@ -27,18 +27,18 @@ Kind = Literal["r", "c", "q"]
 EPS = 1e-9
 
 
-class Item(NamedTuple):
-    """One limit of one request. ``period``: a rate's window in seconds; for a concurrency slot
-    the seconds before a lost one expires; for a quota the seconds left in its calendar period.
+# One limit of one request: (kind, key, limit, period, cost). ``key``: the counter's name in the
+# store; ``period``: a rate's window in seconds, for a concurrency slot the seconds before a lost
+# one expires, for a quota the seconds left in its calendar period; ``cost``: what it reserves,
+# in requests, tokens or nano-USD.
+#
+# A plain tuple, not a named one or a dataclass: several are built, unpacked and read for every
+# request, and only an exact tuple unpacks on CPython's fast path.
+Item = tuple[Kind, str, float, float, float]
 
-    A named tuple, not a frozen dataclass: one is built per limit per request, and a frozen
-    dataclass costs several times more to build."""
 
-    kind: Kind
-    key: str  # the counter's name in the store
-    limit: float
-    period: float
-    cost: float  # reserved: requests, tokens or nano-USD
+def item(kind: Kind, key: str, limit: float, period: float, cost: float) -> Item:
+    return (kind, key, limit, period, cost)
 
 
 class Decision(NamedTuple):

@@ -50,13 +50,17 @@ class MemoryCounterStore:
         return self.reserve_now(items, token)
 
     def reserve_now(self, items: Sequence[Item], token: str = "") -> Decision:
-        # Written for speed (it runs for every request): items unpacked as tuples, no helpers.
+        # Written for speed (it runs for every request): no helpers, and
+        # one pass that takes each item as it admits it. A refusal (the rare case) gives back
+        # what the pass took before it and only checks the rest, so the state is as if nothing
+        # had been taken; no await anywhere, so no other request saw the interim.
         now = time.monotonic()
         if now >= self._next_sweep:
             self._sweep(now)
         tats, inflight, quotas = self._tat, self._inflight, self._quota
         remaining: list[float] = []
         reset: list[float] = []
+        prior: list[float] = []  # each admitted rate's arrival time before this pass moved it
         failed, retry = -1, 0.0
         for kind, key, limit, period, cost in items:
             if kind == "r":
@@ -70,6 +74,9 @@ class MemoryCounterStore:
                     if over <= EPS:
                         remaining.append((period - (new - now)) / t)
                         reset.append(new - now)
+                        if failed < 0:
+                            prior.append(tat)
+                            tats[key] = new
                         continue
                     remaining.append(max(0.0, (period - (tat - now)) / t))
                 else:
@@ -89,8 +96,11 @@ class MemoryCounterStore:
                 else:
                     remaining.append(limit - used - 1)
                     reset.append(0.0)
+                    if failed < 0:
+                        inflight[key] = used + 1
             else:
-                c, r = quotas.get(key, (0.0, 0.0))
+                q = quotas.get(key)
+                c, r = (0.0, 0.0) if q is None else q
                 left = limit - c - r
                 reset.append(period)
                 if cost > left + EPS or (cost == 0 and left <= EPS):
@@ -99,41 +109,54 @@ class MemoryCounterStore:
                         failed, retry = len(reset) - 1, period
                 else:
                     remaining.append(left - cost)
+                    if failed < 0:
+                        if q is None:
+                            q = quotas[key] = [0.0, 0.0]
+                            self._expires[key] = time.time() + period
+                        q[1] += cost
         if failed >= 0:
+            self._give_back(items[:failed], prior)
             return Decision(False, failed, retry, remaining, reset)
-        # Nothing ran between the check and here (no await): each figure is what the check saw.
-        for (kind, key, _, period, cost), rst in zip(items, reset, strict=True):
-            if kind == "r":
-                tats[key] = now + rst
-            elif kind == "c":
-                inflight[key] = inflight.get(key, 0) + 1
-            else:
-                q = quotas.get(key)
-                if q is None:
-                    q = quotas[key] = [0.0, 0.0]
-                    self._expires[key] = time.time() + period
-                q[1] += cost
-                if self._trail_len:
-                    self._note(key, "reserve", token, 0.0, cost, q)
+        if self._trail_len:
+            for kind, key, _, _, cost in items:
+                if kind == "q":
+                    self._note(key, "reserve", token, 0.0, cost, self._quota[key])
         return _new(Decision, (True, -1, 0.0, remaining, reset))
+
+    def _give_back(self, taken: Sequence[Item], prior: list[float]) -> None:
+        """Undo what a refused reservation's pass took, item by item."""
+        rates = iter(prior)
+        for kind, key, _, _, cost in taken:
+            if kind == "r":
+                self._tat[key] = next(rates)
+            elif kind == "c":
+                n = self._inflight[key] - 1
+                if n > 0:
+                    self._inflight[key] = n
+                else:
+                    del self._inflight[key]
+            else:
+                self._quota[key][1] -= cost
 
     def settle(self, items: Sequence[Item], token: str, actual: Sequence[float]) -> None:
         now = time.monotonic()
-        for (kind, key, limit, period, cost), used in zip(items, actual, strict=True):
+        tats, inflight = self._tat, self._inflight
+        for i, (kind, key, limit, period, cost) in enumerate(items):
+            used = actual[i]  # indexed: zip(strict=True) parses its keyword on every call
             if kind == "r":
                 if used != cost and limit > 0:
-                    tat = self._tat.get(key)
+                    tat = tats.get(key)
                     if tat is not None:
                         # A refund moves the arrival time back, but never before now: credit
                         # cannot be saved up beyond a full bucket.
                         tat += (used - cost) * period / limit
-                        self._tat[key] = tat if tat > now else now
+                        tats[key] = tat if tat > now else now
             elif kind == "c":
-                n = self._inflight.get(key, 0) - 1
+                n = inflight.get(key, 0) - 1
                 if n > 0:
-                    self._inflight[key] = n
+                    inflight[key] = n
                 else:
-                    self._inflight.pop(key, None)
+                    inflight.pop(key, None)
             else:
                 q = self._quota.get(key)
                 if q is not None:  # None: its period ended (and was swept) while in flight
@@ -146,18 +169,18 @@ class MemoryCounterStore:
     async def read(self, items: Sequence[Item]) -> list[Usage]:
         now = time.monotonic()
         out = []
-        for it in items:
-            if it.kind == "r":
-                t = it.period / it.limit if it.limit > 0 else float("inf")
-                wait = max(0.0, self._tat.get(it.key, now) - now)
-                used = min(it.limit, wait / t)
-                out.append(Usage(used, 0.0, it.limit - used, wait))
-            elif it.kind == "c":
-                n = self._inflight.get(it.key, 0)
-                out.append(Usage(0.0, n, max(0.0, it.limit - n), 0.0))
+        for kind, key, limit, period, _ in items:
+            if kind == "r":
+                t = period / limit if limit > 0 else float("inf")
+                wait = max(0.0, self._tat.get(key, now) - now)
+                used = min(limit, wait / t)
+                out.append(Usage(used, 0.0, limit - used, wait))
+            elif kind == "c":
+                n = self._inflight.get(key, 0)
+                out.append(Usage(0.0, n, max(0.0, limit - n), 0.0))
             else:
-                c, r = self._quota.get(it.key, (0.0, 0.0))
-                out.append(Usage(c, r, max(0.0, it.limit - c - r), it.period))
+                c, r = self._quota.get(key, (0.0, 0.0))
+                out.append(Usage(c, r, max(0.0, limit - c - r), period))
         return out
 
     async def trail(self, key: str, count: int) -> Trail:

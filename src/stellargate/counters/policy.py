@@ -166,9 +166,8 @@ def items_for(
     return CallLimits(key_id, specs).items(tokens, nano_usd, slot_seconds, now)
 
 
-# What a spec's item costs per request, and what it is settled at (CallLimits._ops).
-_new_item = tuple.__new__  # builds an Item without the Python-level __new__ a named tuple has (3x cheaper)
-_FIXED, _RATE_TOKENS, _SLOT, _QUOTA_TOKENS, _QUOTA_USD = range(5)
+# How a spec's item is made per request (CallLimits._ops).
+_RATE_TOKENS, _SLOT, _QUOTA_TOKENS, _QUOTA_USD = range(4)
 
 
 class CallLimits:
@@ -181,8 +180,9 @@ class CallLimits:
     stood out in its profile.
     """
 
-    __slots__ = ("_ops", "_quota_names", "_req", "_slot", "_tok", "counts_tokens", "fails_closed",
-                 "limit_bytes", "prices", "req_index", "specs", "tok_index", "units")  # fmt: skip
+    __slots__ = ("_ops", "_quota_names", "_req", "_slot", "_slots", "_template", "_tok",
+                 "counts_tokens", "fails_closed", "limit_bytes", "prices", "req_index", "specs",
+                 "tok_index", "units")  # fmt: skip
 
     def __init__(self, key_id: str, specs: tuple[Spec, ...]) -> None:
         self.specs = specs
@@ -192,23 +192,29 @@ class CallLimits:
         self.prices = any(s.unit == "usd" for s in specs)
         # Per item, what it is settled at: 0 its reservation (requests), 1 tokens, 2 nano-USD.
         self.units = tuple(0 if s.unit == "requests" else 1 if s.unit == "tokens" else 2 for s in specs)
-        self._slot: tuple[float, Item] | None = None  # the concurrency item for the last slot length
-        ops: list[tuple[int, str, float, float, str, Item | None]] = []
-        for s in specs:
+        self._slot = -1.0  # the slot length the template's concurrency items were made for
+        # The items every request shares (request rates; concurrency, per slot length) in their
+        # places; ``_ops`` fills in the rest per request.
+        self._template: list[Item] = []
+        ops: list[tuple[int, int, str, float, float, str]] = []
+        for i, s in enumerate(specs):
             name = counter_key(key_id, s)
             if s.kind == "r" and s.unit == "requests":
-                ops.append((_FIXED, name, s.limit, s.period, "", Item("r", name, s.limit, s.period, 1)))
-            elif s.kind == "r":
-                ops.append((_RATE_TOKENS, name, s.limit, s.period, "", None))
+                self._template.append(("r", name, s.limit, s.period, 1))
+                continue
+            self._template.append((s.kind, name, s.limit, 0.0, 0))  # replaced below or per request
+            if s.kind == "r":
+                ops.append((i, _RATE_TOKENS, name, s.limit, s.period, ""))
             elif s.kind == "c":
-                ops.append((_SLOT, name, s.limit, 0.0, "", None))
+                ops.append((i, _SLOT, name, s.limit, 0.0, ""))
             elif s.unit == "usd":
-                ops.append((_QUOTA_USD, name, math.floor(s.limit * NANO), 0.0, s.calendar, None))
+                ops.append((i, _QUOTA_USD, name, math.floor(s.limit * NANO), 0.0, s.calendar))
             else:
-                ops.append((_QUOTA_TOKENS, name, math.floor(s.limit), 0.0, s.calendar, None))
-        self._ops = tuple(ops)
+                ops.append((i, _QUOTA_TOKENS, name, math.floor(s.limit), 0.0, s.calendar))
+        self._ops = tuple(op for op in ops if op[1] != _SLOT)
+        self._slots = tuple(op for op in ops if op[1] == _SLOT)
         # Per quota: (its period's id, its counter's name in that period), made once a period.
-        self._quota_names: list[tuple[str, str] | None] = [None] * len(ops)
+        self._quota_names: list[tuple[str, str] | None] = [None] * len(specs)
         # The headers report the tightest of these: request rates, and token rates.
         self._req = tuple(i for i, s in enumerate(specs) if s.kind == "r" and s.unit == "requests")
         self._tok = tuple(i for i, s in enumerate(specs) if s.kind == "r" and s.unit == "tokens")
@@ -219,28 +225,29 @@ class CallLimits:
 
     def items(self, tokens: int, nano_usd: int, slot_seconds: float, now: float | None = None) -> list[Item]:
         """Store items for one request: one request, ``tokens`` and ``nano_usd`` at their worst case."""
-        out: list[Item] = []
+        if slot_seconds != self._slot:
+            for i, _, name, limit, _, _ in self._slots:
+                self._template[i] = ("c", name, limit, slot_seconds, 1)
+            self._slot = slot_seconds
+        out = self._template.copy()
         wall = 0.0
-        for i, (op, name, limit, period, calendar, fixed) in enumerate(self._ops):
-            if fixed is not None:
-                out.append(fixed)
-            elif op == _RATE_TOKENS:
-                out.append(_new_item(Item, ("r", name, limit, period, tokens)))
-            elif op == _SLOT:
-                slot = self._slot
-                if slot is None or slot[0] != slot_seconds:
-                    slot = self._slot = (slot_seconds, Item("c", name, limit, slot_seconds, 1))
-                out.append(slot[1])
-            else:
-                if not wall:
-                    wall = time.time() if now is None else now
-                pid, left = _period(calendar, wall)
-                named = self._quota_names[i]
-                if named is None or named[0] != pid:
-                    named = self._quota_names[i] = (pid, f"{name}:{pid}")
-                cost = nano_usd if op == _QUOTA_USD else tokens
-                out.append(_new_item(Item, ("q", named[1], limit, left, cost)))
+        for i, op, name, limit, period, calendar in self._ops:
+            if op == _RATE_TOKENS:
+                out[i] = ("r", name, limit, period, tokens)
+                continue
+            if not wall:
+                wall = time.time() if now is None else now
+            pid, left = _period(calendar, wall)
+            named = self._quota_names[i]
+            if named is None or named[0] != pid:
+                named = self._quota_names[i] = (pid, f"{name}:{pid}")
+            out[i] = ("q", named[1], limit, left, nano_usd if op == _QUOTA_USD else tokens)
         return out
+
+    def settled(self, tokens: int, nano_usd: int) -> list[float]:
+        """Per item, what it is settled at: requests and slots at their reservation (one), token
+        limits at ``tokens``, spend at ``nano_usd``."""
+        return [1 if u == 0 else tokens if u == 1 else nano_usd for u in self.units]
 
     def tightest(self, remaining: list[float]) -> tuple[int, int]:
         """(the request rate, the token rate) with the least left, by index; -1 where none."""

@@ -84,10 +84,10 @@ class RedisCounterStore:
 
     async def reserve(self, items: Sequence[Item], token: str) -> Decision:
         self._check_up()
-        keys = [it.key for it in items]
+        keys = [key for _, key, _, _, _ in items]
         args: list[str] = []
-        for it in items:
-            args += (it.kind, _num(it.limit), _num(it.period), _num(it.cost), token)
+        for kind, _, limit, period, cost in items:
+            args += (kind, _num(limit), _num(period), _num(cost), token)
         args.append(self._trail)
 
         def orphan(reply: Any) -> None:
@@ -109,9 +109,9 @@ class RedisCounterStore:
             # reservation's command when one comes sooner (one write, one system call, for both).
             self._timer = asyncio.get_running_loop().call_later(SETTLE_DELAY, self._send_batch)
         keys, args = self._batch_keys, self._batch
-        for it, used in zip(items, actual, strict=True):
-            keys.append(it.key)
-            args += (it.kind, _num(it.limit), _num(it.period), _num(it.cost), _num(used), token)
+        for (kind, key, limit, period, cost), used in zip(items, actual, strict=True):
+            keys.append(key)
+            args += (kind, _num(limit), _num(period), _num(cost), _num(used), token)
 
     def _send_batch(self) -> None:
         if self._timer is not None:
@@ -185,14 +185,14 @@ class RedisCounterStore:
 
     async def read(self, items: Sequence[Item]) -> list[Usage]:
         args: list[str] = []
-        for it in items:
-            args += (it.kind, _num(it.limit), _num(it.period))
-        out = await self._eval(READ, [it.key for it in items], args)
+        for kind, _, limit, period, _ in items:
+            args += (kind, _num(limit), _num(period))
+        out = await self._eval(READ, [key for _, key, _, _, _ in items], args)
         vals = [float(v) for v in out]
         res = []
-        for i, it in enumerate(items):
+        for i, (_, _, limit, _, _) in enumerate(items):
             used, reserved, reset = vals[3 * i : 3 * i + 3]
-            res.append(Usage(used, reserved, max(0.0, it.limit - used - reserved), reset))
+            res.append(Usage(used, reserved, max(0.0, limit - used - reserved), reset))
         return res
 
     async def trail(self, key: str, count: int) -> Trail:

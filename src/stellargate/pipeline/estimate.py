@@ -198,9 +198,12 @@ def max_completion_tokens(req: ChatRequest, target: Target, prompt: int) -> int:
     return DEFAULT_MAX_COMPLETION
 
 
-def worst_case(payload: Any, req: ChatRequest | None, target: Target) -> tuple[int, int, int]:
-    """(prompt tokens, the most completion tokens, images) this request may consume."""
-    encoding = encoding_for(target.upstream_model)
+def worst_case(
+    payload: Any, req: ChatRequest | None, target: Target, encoding: str | None = None
+) -> tuple[int, int, int]:
+    """(prompt tokens, the most completion tokens, images) this request may consume.
+    ``encoding``: the target's, when the caller has it already."""
+    encoding = encoding or encoding_for(target.upstream_model)
     if req is not None:
         prompt = chat_prompt_tokens(req, encoding)
         return prompt, max_completion_tokens(req, target, prompt), 0

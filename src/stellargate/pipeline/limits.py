@@ -52,7 +52,8 @@ _resets: dict[int, bytes] = {}
 
 
 def _reset_key(s: float) -> int:
-    return math.ceil(s * 1000) if s < 1 else -math.ceil(s)  # ms below a second, whole seconds above
+    # ms below a second, whole seconds above (written out inline in rate_headers, which runs per request)
+    return math.ceil(s * 1000) if s < 1 else -math.ceil(s)
 
 
 def _reset_text(s: float) -> bytes:
@@ -72,10 +73,11 @@ def rate_headers(call: CallLimits, d: Decision) -> list[tuple[bytes, bytes]]:
     out: list[tuple[bytes, bytes]]
     if req >= 0:
         lim, rem, rst = call.limit_bytes[req], b"%d" % remaining[req], reset[req]
+        text = _resets.get(math.ceil(rst * 1000) if rst < 1 else -math.ceil(rst)) or _reset_text(rst)
         out = [
             (b"x-ratelimit-limit-requests", lim),
             (b"x-ratelimit-remaining-requests", rem),
-            (b"x-ratelimit-reset-requests", _resets.get(_reset_key(rst)) or _reset_text(rst)),
+            (b"x-ratelimit-reset-requests", text),
             (b"x-ratelimit-limit", lim),
             (b"x-ratelimit-remaining", rem),
             (b"x-ratelimit-reset", b"%d" % math.ceil(rst)),
@@ -84,11 +86,10 @@ def rate_headers(call: CallLimits, d: Decision) -> list[tuple[bytes, bytes]]:
         out = []
     if tok >= 0:
         rst = reset[tok]
-        out += (
-            (b"x-ratelimit-limit-tokens", call.limit_bytes[tok]),
-            (b"x-ratelimit-remaining-tokens", b"%d" % remaining[tok]),
-            (b"x-ratelimit-reset-tokens", _resets.get(_reset_key(rst)) or _reset_text(rst)),
-        )
+        text = _resets.get(math.ceil(rst * 1000) if rst < 1 else -math.ceil(rst)) or _reset_text(rst)
+        out.append((b"x-ratelimit-limit-tokens", call.limit_bytes[tok]))
+        out.append((b"x-ratelimit-remaining-tokens", b"%d" % remaining[tok]))
+        out.append((b"x-ratelimit-reset-tokens", text))
     return out
 
 
@@ -141,14 +142,13 @@ class _Settlement:
         u = ctx.usage
         if u is None:
             u, _ = final_usage(ctx)
-        tokens = u.prompt_tokens + u.completion_tokens
         nano = 0
         if self.call.prices:
             t = ctx.target
             nano = round(t.price.cost(u) * NANO) if t is not None and t.price is not None else 0
-        actual = [it.cost if unit == 0 else tokens if unit == 1 else nano
-                  for unit, it in zip(self.call.units, items, strict=True)]  # fmt: skip
-        self.store.settle(items, ctx.request_id, actual)
+        self.store.settle(
+            items, ctx.request_id, self.call.settled(u.prompt_tokens + u.completion_tokens, nano)
+        )
 
 
 class LimitStage:
@@ -170,7 +170,7 @@ class LimitStage:
             encoding = encoding_for(target.upstream_model)
             if not is_ready(encoding):
                 await ready(encoding)
-            prompt, completion, images = worst_case(ctx.payload, ctx.request, target)
+            prompt, completion, images = worst_case(ctx.payload, ctx.request, target, encoding)
             cost = worst_cost(target.price, prompt, completion, images)
             ctx.meta["reserved"] = {
                 "prompt_tokens": prompt,
