@@ -10,6 +10,8 @@
 #
 #   bench/limits_ab.sh [extra measure.py args]     (ROUNDS, default 4; BACKENDS, default "memory redis";
 #                                                 REDIS_URL, default local)
+#   PAIRS=30 bench/limits_ab.sh                    (instead of rounds: 30 short A-B/B-A pairs of the
+#                                                 harness's load.py, PAIR_SECONDS each; limits_pairs.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,9 +24,14 @@ mkdir -p "$OUT"
 rm -f "$OUT"/*.json
 "$PY" -m pip install -q -r "$HARNESS/requirements.txt"
 export BENCH_DATA_DIR; BENCH_DATA_DIR=$(mktemp -d)
-GW=
-cleanup() { [ -n "$GW" ] && kill "$GW" 2>/dev/null; rm -rf "$BENCH_DATA_DIR"; }
+GW=; UP=
+cleanup() { [ -n "$GW" ] && kill "$GW" 2>/dev/null; [ -n "$UP" ] && kill "$UP" 2>/dev/null; rm -rf "$BENCH_DATA_DIR"; }
 trap cleanup EXIT
+if [ -n "${PAIRS:-}" ]; then  # measure.py starts the fake upstream for each of its runs; here, once
+  (cd "$HARNESS" && exec taskset -c 1 "$PY" upstream.py > "$OUT/upstream.log" 2>&1) & UP=$!
+  for _ in $(seq 50); do curl -sf http://127.0.0.1:19090/health > /dev/null && break; sleep 0.1; done
+  rm -f "$OUT/pairs.txt"
+fi
 # Without the model's context_window: its pre-check would count every prompt for both keys, and
 # the tokenizer's cost belongs to the limits here.
 sed 's/, context_window: [0-9]*//' bench/gateway.yaml > "$BENCH_DATA_DIR/memory.yaml"
@@ -39,6 +46,13 @@ for backend in ${BACKENDS:-memory redis}; do
   for _ in $(seq 100); do curl -sf "$URL/healthz" > /dev/null && break; sleep 0.1; done
   ON=$(new_key "$cfg" "limited-$backend")
   OFF=$(new_key "$cfg" "lifted-$backend" "$LIFTED")
+  if [ -n "${PAIRS:-}" ]; then  # many short A-B/B-A pairs instead of measure.py rounds (limits_pairs.py)
+    "$PY" bench/limits_pairs.py --harness "$HARNESS" --url "$URL/v1" --pid "$GW" --lifted "$OFF" \
+      --limited "$ON" --pairs "$PAIRS" -d "${PAIR_SECONDS:-2}" --json "$OUT/pairs-$backend.json" |
+      tee -a "$OUT/pairs.txt"
+    kill "$GW"; wait "$GW" 2>/dev/null || true; GW=
+    continue
+  fi
   for round in $(seq 1 "${ROUNDS:-4}"); do
     for v in off on; do
       key=$OFF; [ "$v" = on ] && key=$ON
@@ -49,6 +63,7 @@ for backend in ${BACKENDS:-memory redis}; do
   kill "$GW"; wait "$GW" 2>/dev/null || true; GW=
 done
 
+[ -n "${PAIRS:-}" ] && exit 0
 "$PY" - "$OUT" <<'PY' | tee "$OUT/summary.md"
 import glob, json, statistics, sys
 runs: dict[str, list[float]] = {}

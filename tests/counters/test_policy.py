@@ -169,7 +169,11 @@ def test_call_limits_build_each_limits_item_with_this_requests_costs() -> None:
             items_for(k.id, p.specs(k, "chat"), tokens=tokens, nano_usd=nano, slot_seconds=slot, now=now)
             == expected
         )
+        # Settled at: requests and slots one each, token limits the tokens, spend the nano-USD.
+        assert list(call.settled(90, 4_000)) == [1, 1, 1, 1, 90, 90, 4_000]
     assert Policy(Settings()).for_call(key(rps="unlimited", concurrency="unlimited"), "chat") is None
+    one = Policy(Settings()).for_call(key(concurrency="unlimited", rps=5), "chat")
+    assert one is not None and list(one.settled(90, 4_000)) == [1]  # a single item: still a sequence
 
 
 def test_headers_report_the_tightest_of_several_request_and_token_rates() -> None:
