@@ -166,3 +166,29 @@ async def test_in_process_a_seeded_budget_starts_its_trail_with_the_seed() -> No
     assert (await store.reserve([item("q", "k", 1000, 3600, 100)], "a")).ok
     t = await store.trail("k", 10)
     assert [(e.op, e.committed, e.reserved) for e in t.entries] == [("seed", 500, 0), ("reserve", 500, 100)]
+
+
+async def test_redis_scripts_declare_each_trail_stream_among_their_keys() -> None:
+    """Redis requires a script to name every key it touches (Redis Cluster refuses one that does
+    not): with the trail on, each counter's stream follows the counters in KEYS. Read from the
+    real server's MONITOR feed."""
+    spend, rate = name("spend"), name("rpm")
+    raw = aioredis.Redis.from_url(REDIS_URL)
+    store = RedisCounterStore(REDIS_URL, trail=10)
+    try:
+        async with raw.monitor() as feed:
+            items = [item("r", rate, 10, 60, 1), item("q", spend, 1000, 3600, 10)]
+            assert (await store.reserve(items, "a")).ok
+            store.settle(items, "a", [1, 4])
+            await trail_of(store, spend, 2)
+            seen: list[list[str]] = []
+            while len(seen) < 2:
+                cmd = (await asyncio.wait_for(feed.next_command(), 5))["command"]
+                words = cmd.split()
+                if words[0] == "EVALSHA" and words[3] == rate:  # RESERVE, then SETTLE
+                    seen.append(words)
+        for words in seen:  # EVALSHA sha numkeys key... arg...
+            assert words[2] == "4" and words[3:7] == [rate, spend, f"{rate}:trail", f"{spend}:trail"]
+    finally:
+        await store.close()
+        await raw.aclose()

@@ -16,10 +16,11 @@ its calendar period; admitted when c + r + cost <= limit (and, at no cost, while
 Trail (length N > 0): each change of a quota is also appended, in the same script, to the stream
 ``<counter>:trail`` (XADD MAXLEN = N, exact: the last N changes) with the fields t (server time),
 op (reserve, settle, or refund when nothing was committed), id (the token), dc and dr (the change
-of c and r) and c and r after it; the stream expires with its counter. The stream's name is not
-among KEYS: it is the counter's name plus a suffix, so it shares its hash tag and, on Redis
-Cluster, its slot. TRAIL reads the last ARGV[1] entries and how many were ever added (-1 before
-Redis 7.0, which does not count them).
+of c and r) and c and r after it; the stream expires with its counter. With the trail on, KEYS
+holds each counter's stream after the counters (KEYS[n + i] for counter i), as Redis requires of
+every key a script touches; the stream's name is the counter's plus a suffix, so it shares its
+hash tag and, on Redis Cluster, its slot. TRAIL reads the last ARGV[1] entries and how many
+were ever added (-1 before Redis 7.0, which does not count them).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from __future__ import annotations
 RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local trail = tonumber(ARGV[#ARGV]) or 0
 local n = #KEYS
-local trail = tonumber(ARGV[5 * n + 1]) or 0
+if trail > 0 then n = math.floor(n / 2) end
 local out = {}
 local failed, retry = -1, 0
 local news = {}
@@ -95,7 +97,7 @@ for i = 1, n do
     local r = redis.call('HINCRBY', key, 'r', cost)
     redis.call('EXPIRE', key, math.ceil(period) + 86400)
     if trail > 0 then
-      local tk = key .. ':trail'
+      local tk = KEYS[n + i]
       redis.call('XADD', tk, 'MAXLEN', trail, '*', 't', t[1] .. string.format('.%06d', tonumber(t[2])),
         'op', 'reserve', 'id', ARGV[b + 5], 'dc', '0', 'dr', cost,
         'c', redis.call('HGET', key, 'c') or '0', 'r', string.format('%d', r))
@@ -109,8 +111,10 @@ return out
 SETTLE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local trail = tonumber(ARGV[6 * #KEYS + 1]) or 0
-for i = 1, #KEYS do
+local trail = tonumber(ARGV[#ARGV]) or 0
+local n = #KEYS
+if trail > 0 then n = math.floor(n / 2) end
+for i = 1, n do
   local b = (i - 1) * 6
   local kind, limit, period = ARGV[b + 1], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
   local cost, actual = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
@@ -133,7 +137,7 @@ for i = 1, #KEYS do
       local r = redis.call('HINCRBY', key, 'r', -cost)
       local c = redis.call('HINCRBY', key, 'c', actual)
       if trail > 0 then
-        local tk = key .. ':trail'
+        local tk = KEYS[n + i]
         local op = 'settle'
         if actual == 0 then op = 'refund' end
         redis.call('XADD', tk, 'MAXLEN', trail, '*', 't', t[1] .. string.format('.%06d', tonumber(t[2])),

@@ -77,6 +77,11 @@ class RedisCounterStore:
             self._down_until = time.monotonic() + RETRY_AFTER
             raise CounterUnavailable(str(e) or type(e).__name__) from e
 
+    def _with_trails(self, keys: list[str]) -> list[str]:
+        """The counters, then (with the trail on) each one's stream: a script declares every key
+        it touches (lua.py)."""
+        return keys + [f"{k}:trail" for k in keys] if self._trail != "0" else keys
+
     def _check_up(self) -> None:
         if time.monotonic() < self._down_until:
             self.failures += 1
@@ -84,7 +89,7 @@ class RedisCounterStore:
 
     async def reserve(self, items: Sequence[Item], token: str) -> Decision:
         self._check_up()
-        keys = [key for _, key, _, _, _ in items]
+        keys = self._with_trails([key for _, key, _, _, _ in items])
         args: list[str] = []
         for kind, _, limit, period, cost in items:
             args += (kind, _num(limit), _num(period), _num(cost), token)
@@ -122,7 +127,7 @@ class RedisCounterStore:
         for i in range(0, len(keys), SETTLE_BATCH):
             chunk = args[6 * i : 6 * (i + SETTLE_BATCH)]
             chunk.append(self._trail)
-            self._settle_nowait(keys[i : i + SETTLE_BATCH], chunk)
+            self._settle_nowait(self._with_trails(keys[i : i + SETTLE_BATCH]), chunk)
 
     def _settle_nowait(self, keys: list[str], args: list[str]) -> None:
         """The common case without a task (a task per settlement cost ~10 µs a request): sent on
