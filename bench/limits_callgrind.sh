@@ -6,7 +6,8 @@
 # so that both phases do the same database work.
 #
 #   bench/limits_callgrind.sh   (N requests per phase, default 1000; STUB: see stubbed_serve.py;
-#                                KEEP=DIR keeps the two phases' callgrind files for callgrind_annotate)
+#                                KEEP=DIR keeps the two phases' callgrind files for callgrind_annotate;
+#                                REDIS_URL=redis://127.0.0.1:6379/0 for the Redis store)
 # Prints "DIFF <instructions a request>". Takes about three minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,8 @@ cleanup() { [ -n "$GW" ] && kill "$GW" 2>/dev/null; [ -n "$UP" ] && kill "$UP" 2
 trap cleanup EXIT
 { sed 's/, context_window: [0-9]*//' bench/gateway.yaml
   echo "usage: {flush_interval: 60, batch_size: 10000, max_buffer: 100000}"
-  echo "keys: {poll_interval: 60}"; } > "$WORK/gw.yaml"
+  echo "keys: {poll_interval: 60}"
+  if [ -n "${REDIS_URL:-}" ]; then echo "redis: $REDIS_URL"; fi; } > "$WORK/gw.yaml"
 (cd "$HARNESS" && exec "$PY" upstream.py > "$WORK/upstream.log" 2>&1) & UP=$!
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.out" \
   "$PY" bench/stubbed_serve.py serve --config "$WORK/gw.yaml" > "$WORK/gateway.log" 2>&1 & GW=$!

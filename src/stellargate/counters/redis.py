@@ -36,7 +36,11 @@ SETTLE_DELAY = 0.002  # seconds a settlement may wait for company (it frees capa
 
 
 def _num(v: float) -> str:
-    return repr(float(v)) if v != int(v) else str(int(v))
+    """Whole numbers without a fraction (HINCRBY takes integers only), others exactly."""
+    if type(v) is int:
+        return str(v)
+    whole = int(v)
+    return str(whole) if whole == v else repr(v)
 
 
 class RedisCounterStore:

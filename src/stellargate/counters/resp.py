@@ -1,4 +1,4 @@
-"""A minimal Redis client for the counter scripts: one pipelined connection, RESP encoded by hand,
+"""A minimal Redis client for the counter scripts: one pipelined connection, commands encoded and
 replies parsed by hiredis (C).
 
 Why not redis-py: its asyncio client spends about 75 µs of CPU per command on this machine
@@ -27,11 +27,11 @@ class RespError(Exception):
 
 
 def encode(args: tuple[bytes | str, ...]) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        b = a.encode() if isinstance(a, str) else a
-        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
-    return b"".join(out)
+    """A command in RESP, by hiredis in C: a reservation and a settlement are some thirty
+    arguments each, and encoding them in Python cost more than the rest of the client."""
+    # The stub types the argument as a one-element tuple; any length is meant and works.
+    packed: bytes = hiredis.pack_command(args)  # type: ignore[arg-type]
+    return packed
 
 
 Orphan = Callable[[Any], None] | None
