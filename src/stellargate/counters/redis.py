@@ -15,6 +15,7 @@ the length rides as one last script argument, so off it costs one short argument
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import deque
@@ -25,7 +26,7 @@ import hiredis
 
 from stellargate.counters import CounterUnavailable, Decision, Item, Trail, TrailEntry, Usage
 from stellargate.counters.lua import READ, RESERVE, SETTLE, TRAIL
-from stellargate.counters.resp import RespClient, RespError
+from stellargate.counters.resp import RespClient, RespError, bulk, command, encode
 
 log = logging.getLogger("stellargate.limits")
 
@@ -33,6 +34,7 @@ RETRY_AFTER = 1.0  # seconds of failing fast after Redis was unreachable
 MAX_PENDING = 100_000  # settlement batches kept while Redis is down
 SETTLE_BATCH = 256  # counters per settlement script call
 SETTLE_DELAY = 0.002  # seconds a settlement may wait for company (it frees capacity that late)
+FRAGMENTS = 50_000  # encoded counter names and figures kept for reuse (cleared when full)
 
 
 def _num(v: float) -> str:
@@ -43,48 +45,89 @@ def _num(v: float) -> str:
     return str(whole) if whole == v else repr(v)
 
 
+def _bulk_num(v: float) -> bytes:
+    return bulk(b"%d" % v if type(v) is int else _num(v).encode())
+
+
+class _Script:
+    """A Lua script, its SHA1 (what Redis names it by, computed here, so a command can be encoded
+    before the script is known to be loaded) and the encoded start of an EVALSHA of it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+        self.head = bulk(b"EVALSHA") + bulk(self.sha.encode())
+
+
+_RESERVE, _SETTLE, _READ, _TRAIL = (_Script(t) for t in (RESERVE, SETTLE, READ, TRAIL))
+
+
 class RedisCounterStore:
     def __init__(self, url: str, *, timeout: float = 0.5, trail: int = 0) -> None:
         # Its own client (see resp.py for why not redis-py), with a short timeout: a hung Redis
         # must not hang requests.
         self._r = RespClient(url, timeout=timeout)
-        self._sha: dict[str, str] = {}
+        self._loaded: set[str] = set()  # scripts run here since (re)connecting: Redis has them
         self._down_until = 0.0
-        self._pending: deque[tuple[list[str], list[str]]] = deque()
+        self._pending: deque[bytes] = deque()  # encoded settlements waiting for Redis
         self._flusher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._sent: set[asyncio.Future[Any]] = set()  # settlements sent without a task, unanswered
-        self._batch_keys: list[str] = []
-        self._batch: list[str] = []
+        # Settlements waiting for company: per counter, its encoded name, its stream's (trail on)
+        # and its five encoded script arguments (the first three as one fragment).
+        self._batch_keys: list[bytes] = []
+        self._batch_trails: list[bytes] = []
+        self._batch: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
         self.failures = 0  # calls that found Redis unreachable
-        self._trail = str(trail)  # changes kept per quota counter, the scripts' last argument
+        self._trail = trail  # changes kept per quota counter, the scripts' last argument
+        self._trail_arg = bulk(b"%d" % trail)
+        # Reused encodings: a counter's name (and its stream's), and an item's kind, limit and
+        # period, which stay the same request after request (a quota's period left is in whole
+        # seconds for this). Encoding some thirty arguments afresh for each script call cost more
+        # than the rest of the store.
+        self._names: dict[str, tuple[bytes, bytes]] = {}
+        self._figures: dict[tuple[str, float, float], bytes] = {}
 
-    async def _eval(
-        self, script: str, keys: list[str], args: list[str], orphan: Callable[[Any], None] | None = None
-    ) -> Any:
-        sha = self._sha.get(script)
+    async def _eval(self, script: _Script, packed: bytes, orphan: Callable[[Any], None] | None = None) -> Any:
+        """Run an encoded EVALSHA; when Redis does not have the script (it restarted), load it and
+        run the command again."""
         try:
-            if sha is not None:
-                try:
-                    return await self._r.call("EVALSHA", sha, str(len(keys)), *keys, *args, orphan=orphan)
-                except RespError as e:
-                    if not str(e).startswith("NOSCRIPT"):
-                        raise
-                    # Redis restarted and lost its script cache: load it again.
-            sha = (await self._r.call("SCRIPT", "LOAD", script)).decode()
-            self._sha[script] = sha
-            return await self._r.call("EVALSHA", sha, str(len(keys)), *keys, *args, orphan=orphan)
+            try:
+                reply = await self._r.call_packed(packed, orphan=orphan)
+            except RespError as e:
+                if not str(e).startswith("NOSCRIPT"):
+                    raise
+                # Nothing ran: the command failed before the script could.
+                await self._r.call("SCRIPT", "LOAD", script.text)
+                reply = await self._r.call_packed(packed, orphan=orphan)
+            self._loaded.add(script.sha)
+            return reply
         except (RespError, OSError, TimeoutError) as e:
             # OSError covers refused and lost connections (ConnectionError is one).
             self.failures += 1
             self._down_until = time.monotonic() + RETRY_AFTER
+            self._loaded.clear()  # a Redis that comes back may have lost them
             raise CounterUnavailable(str(e) or type(e).__name__) from e
 
-    def _with_trails(self, keys: list[str]) -> list[str]:
-        """The counters, then (with the trail on) each one's stream: a script declares every key
-        it touches (lua.py)."""
-        return keys + [f"{k}:trail" for k in keys] if self._trail != "0" else keys
+    def _name(self, key: str) -> tuple[bytes, bytes]:
+        """A counter's encoded name and its trail stream's (lua.py)."""
+        found = self._names.get(key)
+        if found is None:
+            if len(self._names) >= FRAGMENTS:
+                self._names.clear()
+            found = self._names[key] = (bulk(key.encode()), bulk(f"{key}:trail".encode()))
+        return found
+
+    def _figures_of(self, kind: str, limit: float, period: float) -> bytes:
+        found = self._figures.get((kind, limit, period))
+        if found is None:
+            if len(self._figures) >= FRAGMENTS:
+                self._figures.clear()
+            found = self._figures[(kind, limit, period)] = (
+                bulk(kind.encode()) + bulk(_num(limit).encode()) + bulk(_num(period).encode())
+            )
+        return found
 
     def _check_up(self) -> None:
         if time.monotonic() < self._down_until:
@@ -93,21 +136,34 @@ class RedisCounterStore:
 
     async def reserve(self, items: Sequence[Item], token: str) -> Decision:
         self._check_up()
-        keys = self._with_trails([key for _, key, _, _, _ in items])
-        args: list[str] = []
-        for kind, _, limit, period, cost in items:
-            args += (kind, _num(limit), _num(period), _num(cost), token)
-        args.append(self._trail)
+        names, figures = self._names, self._figures
+        keys: list[bytes] = []
+        trails: list[bytes] = []
+        args: list[bytes] = []
+        tok = bulk(token.encode())
+        for kind, key, limit, period, cost in items:
+            name = names.get(key) or self._name(key)
+            keys.append(name[0])
+            trails.append(name[1])
+            if kind == "q":
+                period = -(-period // 1)  # whole seconds, so that its encoding is reused
+            fig = figures.get((kind, limit, period)) or self._figures_of(kind, limit, period)
+            args += (fig, _bulk_num(cost), tok)
+        n = len(keys)
+        if self._trail:
+            keys += trails
+        packed = command(3 + len(keys) + 5 * n + 1, _RESERVE.head, bulk(b"%d" % len(keys)), *keys, *args,
+                         self._trail_arg)  # fmt: skip
 
         def orphan(reply: Any) -> None:
             # The request was cancelled (its client left) while the script ran: give back what
             # the script reserved, or it would hold budget and a slot until they expire.
             if isinstance(reply, list) and int(reply[0]) < 0:
-                self.settle(items, token, [0.0] * len(items))
+                self.settle(items, token, [0] * len(items))
 
         if self._batch:
             self._send_batch()  # first, so that what they release counts for this reservation
-        out = await self._eval(RESERVE, keys, args, orphan)
+        out = await self._eval(_RESERVE, packed, orphan)
         failed = int(out[0])
         vals = [float(v) for v in out[2:]]
         return Decision(failed < 0, failed, float(out[1]), vals[0::2], vals[1::2])
@@ -117,37 +173,47 @@ class RedisCounterStore:
             # Settlements wait up to SETTLE_DELAY to go as one script call, together with the next
             # reservation's command when one comes sooner (one write, one system call, for both).
             self._timer = asyncio.get_running_loop().call_later(SETTLE_DELAY, self._send_batch)
-        keys, args = self._batch_keys, self._batch
-        for (kind, key, limit, period, cost), used in zip(items, actual, strict=True):
-            keys.append(key)
-            args += (kind, _num(limit), _num(period), _num(cost), _num(used), token)
+        names, figures = self._names, self._figures
+        keys, trails, args = self._batch_keys, self._batch_trails, self._batch
+        tok = bulk(token.encode())
+        for i, (kind, key, limit, period, cost) in enumerate(items):
+            name = names.get(key) or self._name(key)
+            keys.append(name[0])
+            trails.append(name[1])
+            if kind == "q":
+                period = -(-period // 1)
+            fig = figures.get((kind, limit, period)) or self._figures_of(kind, limit, period)
+            args += (fig, _bulk_num(cost), _bulk_num(actual[i]), tok)
 
     def _send_batch(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        keys, args = self._batch_keys, self._batch
-        self._batch_keys, self._batch = [], []
+        keys, trails, args = self._batch_keys, self._batch_trails, self._batch
+        self._batch_keys, self._batch_trails, self._batch = [], [], []
         for i in range(0, len(keys), SETTLE_BATCH):
-            chunk = args[6 * i : 6 * (i + SETTLE_BATCH)]
-            chunk.append(self._trail)
-            self._settle_nowait(self._with_trails(keys[i : i + SETTLE_BATCH]), chunk)
+            names = keys[i : i + SETTLE_BATCH]
+            n = len(names)
+            if self._trail:
+                names = names + trails[i : i + SETTLE_BATCH]
+            packed = command(3 + len(names) + 6 * n + 1, _SETTLE.head, bulk(b"%d" % len(names)), *names,
+                             *args[4 * i : 4 * (i + SETTLE_BATCH)], self._trail_arg)  # fmt: skip
+            self._settle_nowait(packed)
 
-    def _settle_nowait(self, keys: list[str], args: list[str]) -> None:
+    def _settle_nowait(self, packed: bytes) -> None:
         """The common case without a task (a task per settlement cost ~10 µs a request): sent on
         the open connection, its reply checked by a callback. Anything unusual (no connection yet,
         the script not loaded, Redis down, earlier settlements waiting) takes ``_settle``."""
-        sha = self._sha.get(SETTLE)
         fut = None
-        if sha is not None and not self._pending and time.monotonic() >= self._down_until:
-            fut = self._r.send_nowait("EVALSHA", sha, str(len(keys)), *keys, *args)
+        if _SETTLE.sha in self._loaded and not self._pending and time.monotonic() >= self._down_until:
+            fut = self._r.send_nowait(packed)
         if fut is None:
-            self._spawn(self._settle(keys, args))
+            self._spawn(self._settle(packed))
             return
         self._sent.add(fut)
-        fut.add_done_callback(lambda f: self._settled(f, keys, args))
+        fut.add_done_callback(lambda f: self._settled(f, packed))
 
-    def _settled(self, fut: asyncio.Future[Any], keys: list[str], args: list[str]) -> None:
+    def _settled(self, fut: asyncio.Future[Any], packed: bytes) -> None:
         self._sent.discard(fut)
         if fut.cancelled():
             return  # close() gave up on it
@@ -157,26 +223,27 @@ class RedisCounterStore:
         if exc is not None:
             self.failures += 1
             self._down_until = time.monotonic() + RETRY_AFTER
+            self._loaded.clear()
         # NOSCRIPT (Redis restarted) or a lost connection: the full path loads the script, or keeps
         # the settlement until Redis is back.
-        self._spawn(self._settle(keys, args))
+        self._spawn(self._settle(packed))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _settle(self, keys: list[str], args: list[str]) -> None:
+    async def _settle(self, packed: bytes) -> None:
         try:
             if self._pending:
                 raise CounterUnavailable("earlier settlements are still waiting")  # keep their order
             self._check_up()
-            await self._eval(SETTLE, keys, args)
+            await self._eval(_SETTLE, packed)
         except CounterUnavailable:
             if len(self._pending) >= MAX_PENDING:
                 log.error("counter settlements dropped: Redis has been unreachable too long")
                 return
-            self._pending.append((keys, args))
+            self._pending.append(packed)
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
@@ -185,8 +252,7 @@ class RedisCounterStore:
             await asyncio.sleep(RETRY_AFTER / 2)
             try:
                 while self._pending:
-                    keys, args = self._pending[0]
-                    await self._eval(SETTLE, keys, args)
+                    await self._eval(_SETTLE, self._pending[0])
                     self._pending.popleft()
             except CounterUnavailable:
                 continue
@@ -196,7 +262,8 @@ class RedisCounterStore:
         args: list[str] = []
         for kind, _, limit, period, _ in items:
             args += (kind, _num(limit), _num(period))
-        out = await self._eval(READ, [key for _, key, _, _, _ in items], args)
+        keys = [key for _, key, _, _, _ in items]
+        out = await self._eval(_READ, encode(("EVALSHA", _READ.sha, str(len(keys)), *keys, *args)))
         vals = [float(v) for v in out]
         res = []
         for i, (_, _, limit, _, _) in enumerate(items):
@@ -205,7 +272,8 @@ class RedisCounterStore:
         return res
 
     async def trail(self, key: str, count: int) -> Trail:
-        kept, added, rows = await self._eval(TRAIL, [f"{key}:trail"], [str(max(1, count))])
+        packed = encode(("EVALSHA", _TRAIL.sha, "1", f"{key}:trail", str(max(1, count))))
+        kept, added, rows = await self._eval(_TRAIL, packed)
         entries = []
         for _, fields in reversed(rows):
             f = dict(zip(fields[0::2], fields[1::2], strict=True))

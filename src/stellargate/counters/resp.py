@@ -34,6 +34,16 @@ def encode(args: tuple[bytes | str, ...]) -> bytes:
     return packed
 
 
+def bulk(b: bytes) -> bytes:
+    """One argument of a command, encoded: for callers that keep encoded arguments to reuse."""
+    return b"$%d\r\n%s\r\n" % (len(b), b)
+
+
+def command(nargs: int, *parts: bytes) -> bytes:
+    """A command from already encoded arguments (``bulk``), ``nargs`` of them in ``parts``."""
+    return b"*%d\r\n%s" % (nargs, b"".join(parts))
+
+
 Orphan = Callable[[Any], None] | None
 
 
@@ -99,32 +109,36 @@ class RespClient:
         """Send a command and return its reply. ``orphan``: should the caller be cancelled once the
         command is sent, it is called with the reply when that arrives (the command may have
         changed something the caller must undo)."""
+        return await self.call_packed(encode(args), orphan=orphan)
+
+    async def call_packed(self, packed: bytes, orphan: Orphan = None) -> Any:
+        """``call`` of a command already encoded (``command``)."""
         conn = self._conn
         if conn is None or conn.closed:
             conn = await self._connection()
         # Awaited directly (no shield, no task): a cancelled caller cancels the future, and the
         # reply then goes to ``orphan`` as it is read.
-        reply = await self._send(conn, args, orphan)
+        reply = await self._send(conn, packed, orphan)
         if isinstance(reply, hiredis.ReplyError):
             raise RespError(str(reply))
         return reply
 
-    def send_nowait(self, *args: bytes | str) -> asyncio.Future[Any] | None:
-        """Send a command without waiting for its reply (a future of it, which may hold a
-        ``hiredis.ReplyError``); None when there is no open connection to send it on."""
+    def send_nowait(self, packed: bytes) -> asyncio.Future[Any] | None:
+        """Send an encoded command without waiting for its reply (a future of it, which may hold
+        a ``hiredis.ReplyError``); None when there is no open connection to send it on."""
         conn = self._conn
         if conn is None or conn.closed:
             return None
-        return self._send(conn, args)
+        return self._send(conn, packed)
 
-    def _send(self, conn: _Conn, args: tuple[bytes | str, ...], orphan: Orphan = None) -> asyncio.Future[Any]:
+    def _send(self, conn: _Conn, packed: bytes, orphan: Orphan = None) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         conn.pending.append((fut, time.monotonic(), orphan))
         if not conn.out:
             # Every command issued in this loop iteration leaves in one write (one syscall).
             loop.call_soon(conn.flush)
-        conn.out.append(encode(args))
+        conn.out.append(packed)
         if self._watch is None:
             self._watch = loop.call_later(self._timeout, self._check)
         return fut
@@ -161,7 +175,7 @@ class RespClient:
         return conn
 
     async def _checked(self, conn: _Conn, args: tuple[str, ...]) -> None:
-        reply = await asyncio.wait_for(self._send(conn, args), self._timeout)
+        reply = await asyncio.wait_for(self._send(conn, encode(args)), self._timeout)
         if isinstance(reply, hiredis.ReplyError):
             conn.fail(ConnectionError(str(reply)))
             raise RespError(str(reply))
