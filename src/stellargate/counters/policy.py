@@ -169,7 +169,7 @@ def items_for(
 
 
 # How a spec's item is made per request (CallLimits._ops).
-_RATE_TOKENS, _SLOT, _QUOTA_TOKENS, _QUOTA_USD = range(4)
+_RATE_TOKENS, _QUOTA_TOKENS, _QUOTA_USD = range(3)
 
 
 class CallLimits:
@@ -200,22 +200,23 @@ class CallLimits:
         # places; ``_ops`` fills in the rest per request.
         self._template: list[Item] = []
         ops: list[tuple[int, int, str, float, float, str]] = []
+        slots: list[tuple[int, str, float]] = []
         for i, s in enumerate(specs):
             name = counter_key(key_id, s)
             if s.kind == "r" and s.unit == "requests":
                 self._template.append(("r", name, s.limit, s.period, 1))
                 continue
-            self._template.append((s.kind, name, s.limit, 0.0, 0))  # replaced below or per request
+            self._template.append((s.kind, name, s.limit, 0.0, 0))  # set by items()
             if s.kind == "r":
                 ops.append((i, _RATE_TOKENS, name, s.limit, s.period, ""))
             elif s.kind == "c":
-                ops.append((i, _SLOT, name, s.limit, 0.0, ""))
+                slots.append((i, name, s.limit))
             elif s.unit == "usd":
                 ops.append((i, _QUOTA_USD, name, math.floor(s.limit * NANO), 0.0, s.calendar))
             else:
                 ops.append((i, _QUOTA_TOKENS, name, math.floor(s.limit), 0.0, s.calendar))
-        self._ops = tuple(op for op in ops if op[1] != _SLOT)
-        self._slots = tuple(op for op in ops if op[1] == _SLOT)
+        self._ops = tuple(ops)
+        self._slots = tuple(slots)
         # Per quota: (its period's id, its counter's name in that period), made once a period.
         self._quota_names: list[tuple[str, str] | None] = [None] * len(specs)
         # The headers report the tightest of these: request rates, and token rates.
@@ -229,7 +230,7 @@ class CallLimits:
     def items(self, tokens: int, nano_usd: int, slot_seconds: float, now: float | None = None) -> list[Item]:
         """Store items for one request: one request, ``tokens`` and ``nano_usd`` at their worst case."""
         if slot_seconds != self._slot:
-            for i, _, name, limit, _, _ in self._slots:
+            for i, name, limit in self._slots:
                 self._template[i] = ("c", name, limit, slot_seconds, 1)
             self._slot = slot_seconds
         out = self._template.copy()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
@@ -34,7 +35,7 @@ RETRY_AFTER = 1.0  # seconds of failing fast after Redis was unreachable
 MAX_PENDING = 100_000  # settlement batches kept while Redis is down
 SETTLE_BATCH = 256  # counters per settlement script call
 SETTLE_DELAY = 0.002  # seconds a settlement may wait for company (it frees capacity that late)
-FRAGMENTS = 50_000  # encoded counter names and figures kept for reuse (cleared when full)
+ENCODED = 50_000  # items whose encoding is kept for reuse (cleared when full)
 
 
 def _num(v: float) -> str:
@@ -82,12 +83,11 @@ class RedisCounterStore:
         self.failures = 0  # calls that found Redis unreachable
         self._trail = trail  # changes kept per quota counter, the scripts' last argument
         self._trail_arg = bulk(b"%d" % trail)
-        # Reused encodings: a counter's name (and its stream's), and an item's kind, limit and
-        # period, which stay the same request after request (a quota's period left is in whole
-        # seconds for this). Encoding some thirty arguments afresh for each script call cost more
-        # than the rest of the store.
-        self._names: dict[str, tuple[bytes, bytes]] = {}
-        self._figures: dict[tuple[str, float, float], bytes] = {}
+        # Per item (all but its cost), its encoded counter name, its trail stream's name, and its
+        # kind, limit and period: the same request after request (a quota's period left goes in
+        # whole seconds for this). Encoding some thirty arguments afresh for each script call cost
+        # more than the rest of the store.
+        self._encoded: dict[tuple[str, str, float, float], tuple[bytes, bytes, bytes]] = {}
 
     async def _eval(self, script: _Script, packed: bytes, orphan: Callable[[Any], None] | None = None) -> Any:
         """Run an encoded EVALSHA; when Redis does not have the script (it restarted), load it and
@@ -110,23 +110,14 @@ class RedisCounterStore:
             self._loaded.clear()  # a Redis that comes back may have lost them
             raise CounterUnavailable(str(e) or type(e).__name__) from e
 
-    def _name(self, key: str) -> tuple[bytes, bytes]:
-        """A counter's encoded name and its trail stream's (lua.py)."""
-        found = self._names.get(key)
-        if found is None:
-            if len(self._names) >= FRAGMENTS:
-                self._names.clear()
-            found = self._names[key] = (bulk(key.encode()), bulk(f"{key}:trail".encode()))
-        return found
-
-    def _figures_of(self, kind: str, limit: float, period: float) -> bytes:
-        found = self._figures.get((kind, limit, period))
-        if found is None:
-            if len(self._figures) >= FRAGMENTS:
-                self._figures.clear()
-            found = self._figures[(kind, limit, period)] = (
-                bulk(kind.encode()) + bulk(_num(limit).encode()) + bulk(_num(period).encode())
-            )
+    def _encode(self, kind: str, key: str, limit: float, period: float) -> tuple[bytes, bytes, bytes]:
+        if len(self._encoded) >= ENCODED:
+            self._encoded.clear()
+        found = self._encoded[(kind, key, limit, period)] = (
+            bulk(key.encode()),
+            bulk(f"{key}:trail".encode()),
+            bulk(kind.encode()) + bulk(_num(limit).encode()) + bulk(_num(period).encode()),
+        )
         return found
 
     def _check_up(self) -> None:
@@ -136,19 +127,20 @@ class RedisCounterStore:
 
     async def reserve(self, items: Sequence[Item], token: str) -> Decision:
         self._check_up()
-        names, figures = self._names, self._figures
+        encoded = self._encoded
         keys: list[bytes] = []
         trails: list[bytes] = []
         args: list[bytes] = []
         tok = bulk(token.encode())
         for kind, key, limit, period, cost in items:
-            name = names.get(key) or self._name(key)
-            keys.append(name[0])
-            trails.append(name[1])
             if kind == "q":
-                period = -(-period // 1)  # whole seconds, so that its encoding is reused
-            fig = figures.get((kind, limit, period)) or self._figures_of(kind, limit, period)
-            args += (fig, _bulk_num(cost), tok)
+                period = math.ceil(period)
+            name, trail, figures = encoded.get((kind, key, limit, period)) or self._encode(
+                kind, key, limit, period
+            )
+            keys.append(name)
+            trails.append(trail)
+            args += (figures, _bulk_num(cost), tok)
         n = len(keys)
         if self._trail:
             keys += trails
@@ -173,17 +165,18 @@ class RedisCounterStore:
             # Settlements wait up to SETTLE_DELAY to go as one script call, together with the next
             # reservation's command when one comes sooner (one write, one system call, for both).
             self._timer = asyncio.get_running_loop().call_later(SETTLE_DELAY, self._send_batch)
-        names, figures = self._names, self._figures
+        encoded = self._encoded
         keys, trails, args = self._batch_keys, self._batch_trails, self._batch
         tok = bulk(token.encode())
         for i, (kind, key, limit, period, cost) in enumerate(items):
-            name = names.get(key) or self._name(key)
-            keys.append(name[0])
-            trails.append(name[1])
             if kind == "q":
-                period = -(-period // 1)
-            fig = figures.get((kind, limit, period)) or self._figures_of(kind, limit, period)
-            args += (fig, _bulk_num(cost), _bulk_num(actual[i]), tok)
+                period = math.ceil(period)
+            name, trail, figures = encoded.get((kind, key, limit, period)) or self._encode(
+                kind, key, limit, period
+            )
+            keys.append(name)
+            trails.append(trail)
+            args += (figures, _bulk_num(cost), _bulk_num(actual[i]), tok)
 
     def _send_batch(self) -> None:
         if self._timer is not None:
