@@ -31,7 +31,10 @@ def config(upstream: FakeOpenAI, **extra: Any) -> dict[str, Any]:
         "models": [
             {"name": "gpt-4o", "provider": "fake", "price": PRICE},
             {"name": "slow", "provider": "impatient", "model": "gpt-4o", "price": PRICE},
+            {"name": "embed", "provider": "fake", "model": "text-embedding-3-small"},
         ],
+        # A plan as operators sell them: a key-wide rate, and a tighter one for one endpoint class.
+        "plans": {"metered": {"rpm": 5, "endpoints": {"embeddings": {"rpm": 2}}}},
         **extra,
     }
 
@@ -68,6 +71,14 @@ async def burst(urls: list[str], key: str, bodies: list[bytes], timeout: float =
 
 async def post_chat(url: str, key: str, body: bytes) -> Answer:
     return (await burst([url], key, [body]))[0]
+
+
+async def post_embeddings(url: str, key: str, text: str) -> Answer:
+    headers = {"authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession() as s:
+        body = {"model": "embed", "input": text}
+        async with s.post(url + "/v1/embeddings", json=body, headers=headers) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, await r.read()
 
 
 async def limit_rows(gw: GatewayProc, key_id: str) -> dict[str, dict[str, Any]]:

@@ -24,6 +24,7 @@ from tests.gateway.limits_helpers import (
     config,
     limit_rows,
     post_chat,
+    post_embeddings,
     set_limits,
     upstream_calls,
 )
@@ -262,6 +263,43 @@ async def test_every_refusal_says_which_limit_in_the_callers_dialect(
     assert last[0]["error"]["type"] == "rate_limit_error"
     assert int(last[1].get("Retry-After") or last[1]["retry-after"]) >= 1, last
     assert upstream_calls(upstream, marker) == 2  # no refused request reached the upstream
+
+
+async def test_plans_endpoint_classes_and_key_overrides_hold_across_replicas(
+    replicas: list[GatewayProc], upstream: FakeOpenAI
+) -> None:
+    """The config's plan "metered": 5 requests a minute key-wide, embeddings 2 a minute of those.
+    Requests alternate between the replicas, so the counters they share are what is checked."""
+    gws, marker = replicas, uuid.uuid4().hex
+
+    def at(i: int) -> str:
+        return gws[i % len(gws)].url
+
+    kid, key = await gws[0].create_key(f"plan-{marker[:6]}")
+    status, headers, _ = await post_chat(at(1), key, chat_body(f"defaults {marker}"))
+    assert status == 200  # out of the box: 50 a second (the tightest request rate) and 100 in flight
+    assert headers["x-ratelimit-limit-requests"] == headers["x-ratelimit-limit"] == "50"
+    assert int(headers["x-ratelimit-remaining"]) == int(headers["x-ratelimit-remaining-requests"]) == 49
+    assert (await limit_rows(gws[0], kid))["concurrency"]["limit"] == 100
+
+    await set_limits(gws[0], kid, {}, plan="metered")
+    embeds = [await post_embeddings(at(i), key, f"e{i} {marker}") for i in range(3)]
+    assert [a[0] for a in embeds] == [200, 200, 429]
+    assert embeds[0][1]["x-ratelimit-limit-requests"] == "2"  # the tighter of rpm and embeddings.rpm
+    refused = orjson.loads(embeds[2][2])["error"]
+    assert refused["code"] == "rate_limit_exceeded" and "embeddings.rpm" in refused["message"]
+    # Chat is not held by the embeddings' limit, only by the key-wide 5 a minute, which the two
+    # admitted embeddings requests count towards (the refused one took nothing).
+    chats = [(await post_chat(at(i), key, chat_body(f"c{i} {marker}")))[0] for i in range(4)]
+    assert chats == [200, 200, 200, 429]
+
+    kid2, key2 = await gws[0].create_key(f"plan2-{marker[:6]}")
+    await set_limits(gws[0], kid2, {"endpoints": {"embeddings": {"rpm": 4}}}, plan="metered")
+    embeds = [(await post_embeddings(at(i), key2, f"f{i} {marker}"))[0] for i in range(5)]
+    assert embeds == [200, 200, 200, 200, 429]  # the key's own figure wins over its plan's
+    rows = await limit_rows(gws[-1], kid2)
+    assert rows["embeddings.rpm"]["limit"] == 4 and rows["rpm"]["limit"] == 5
+    assert upstream_calls(upstream, marker) == 1 + 2 + 3 + 4
 
 
 async def test_limits_view_shows_use_remaining_and_reset(replicas: list[GatewayProc]) -> None:

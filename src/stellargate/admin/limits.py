@@ -30,6 +30,12 @@ PERIOD_ID = {"day": re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"), "month": re.compi
 MAX_TRAIL_PAGE = 100_000  # as many as budget_trail may keep: one read returns a whole trail
 
 
+def _shown(value: float, unit: str) -> float:
+    """Spend from nano-USD; requests and tokens to six places: rates replenish continuously, so
+    they are fractional, and six places drop the float noise of arrival times (48.99999999997)."""
+    return value / NANO if unit == "usd" else round(value, 6)
+
+
 def _iso(ts: float) -> str:
     return iso_utc(ts, "seconds")
 
@@ -72,7 +78,6 @@ class AdminLimits:
         now = time.time()
         rows = []
         for s, st in zip(specs, states, strict=True):
-            scale = NANO if s.unit == "usd" else 1
             rows.append(
                 {
                     "name": s.name,
@@ -80,9 +85,9 @@ class AdminLimits:
                     "unit": s.unit,
                     "limit": s.limit,
                     "period": s.calendar or s.period or None,
-                    "used": st.used / scale,
-                    "reserved": st.reserved / scale,
-                    "remaining": st.remaining / scale,
+                    "used": _shown(st.used, s.unit),
+                    "reserved": _shown(st.reserved, s.unit),
+                    "remaining": _shown(st.remaining, s.unit),
                     "reset_seconds": round(st.reset, 3),
                     "reset_at": _iso(now + st.reset),
                 }

@@ -23,6 +23,9 @@ from stellargate.pipeline.estimate import encoding_for, is_ready, ready, worst_c
 from stellargate.pipeline.usage import final_usage
 from stellargate.web import Result, StreamReply
 
+# What is left of a rate is computed from arrival times in float seconds, so 49 can come out as
+# 48.99999999997: the headers show whole requests and tokens, floored past this rounding error.
+SHOWN_EPS = 1e-6
 SLOT_GRACE = 30.0  # seconds past the total timeout before a lost concurrency slot expires on Redis
 
 
@@ -72,7 +75,7 @@ def rate_headers(call: CallLimits, d: Decision) -> list[tuple[bytes, bytes]]:
     remaining, reset = d.remaining, d.reset
     out: list[tuple[bytes, bytes]]
     if req >= 0:
-        lim, rem, rst = call.limit_bytes[req], b"%d" % remaining[req], reset[req]
+        lim, rem, rst = call.limit_bytes[req], b"%d" % (remaining[req] + SHOWN_EPS), reset[req]
         text = _resets.get(math.ceil(rst * 1000) if rst < 1 else -math.ceil(rst)) or _reset_text(rst)
         out = [
             (b"x-ratelimit-limit-requests", lim),
@@ -88,7 +91,7 @@ def rate_headers(call: CallLimits, d: Decision) -> list[tuple[bytes, bytes]]:
         rst = reset[tok]
         text = _resets.get(math.ceil(rst * 1000) if rst < 1 else -math.ceil(rst)) or _reset_text(rst)
         out.append((b"x-ratelimit-limit-tokens", call.limit_bytes[tok]))
-        out.append((b"x-ratelimit-remaining-tokens", b"%d" % remaining[tok]))
+        out.append((b"x-ratelimit-remaining-tokens", b"%d" % (remaining[tok] + SHOWN_EPS)))
         out.append((b"x-ratelimit-reset-tokens", text))
     return out
 
