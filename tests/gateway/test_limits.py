@@ -302,6 +302,40 @@ async def test_plans_endpoint_classes_and_key_overrides_hold_across_replicas(
     assert upstream_calls(upstream, marker) == 1 + 2 + 3 + 4
 
 
+async def test_streamed_requests_are_charged_what_they_used(replicas: list[GatewayProc]) -> None:
+    """A stream settles at its real usage when it ends (the client did not ask for usage), and a
+    stream the client leaves midway is charged too, not costed at zero."""
+    gw = replicas[0]
+    kid, key = await new_key(replicas, spend_per_day=1.0)
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    async with aiohttp.ClientSession() as s:
+        body = chat_body("count to ten slowly", stream=True, max_tokens=50)
+        async with s.post(replicas[-1].url + "/v1/chat/completions", data=body, headers=headers) as r:
+            assert r.status == 200
+            assert (await r.read()).rstrip().endswith(b"data: [DONE]")
+
+    async def records(n: int) -> list[dict[str, Any]] | None:
+        _, body = await gw.admin("GET", f"/admin/v1/usage?key_id={kid}")
+        return body["data"] if len(body["data"]) >= n else None
+
+    first = (await wait_until(lambda: records(1), timeout=5))[0]
+    assert first["cost_usd"] > 0 and first["completion_tokens"] > 0
+    row = await wait_until(lambda: _settled(gw, kid, "spend_per_day"), timeout=5)
+    assert row["used"] == pytest.approx(first["cost_usd"], abs=1e-9)
+
+    async with aiohttp.ClientSession() as s:
+        body = chat_body(f"[[fault:stall_after=3]] {uuid.uuid4().hex}", stream=True, max_tokens=200)
+        async with s.post(replicas[-1].url + "/v1/chat/completions", data=body, headers=headers) as r:
+            assert r.status == 200
+            await r.content.readany()
+    # The client left: the reservation is settled at what the stream had used, and released.
+    rows = await wait_until(lambda: records(2), timeout=5)
+    left = next(r for r in rows if r["request_id"] != first["request_id"])
+    assert left["cost_usd"] > 0
+    row = await wait_until(lambda: _settled(gw, kid, "spend_per_day"), timeout=5)
+    assert row["used"] == pytest.approx(first["cost_usd"] + left["cost_usd"], abs=1e-9)
+
+
 async def test_limits_view_shows_use_remaining_and_reset(replicas: list[GatewayProc]) -> None:
     gw = replicas[0]
     kid, key = await new_key(replicas, rpm=10, spend_per_day=1.0)
