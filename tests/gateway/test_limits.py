@@ -293,13 +293,22 @@ async def test_plans_endpoint_classes_and_key_overrides_hold_across_replicas(
     chats = [(await post_chat(at(i), key, chat_body(f"c{i} {marker}")))[0] for i in range(4)]
     assert chats == [200, 200, 200, 429]
 
+    # A key's own figure wins over its plan's, changed at run time on one replica and in force on
+    # the next request on the other (which had the key's limits cached from a request before).
     kid2, key2 = await gws[0].create_key(f"plan2-{marker[:6]}")
-    await set_limits(gws[0], kid2, {"endpoints": {"embeddings": {"rpm": 4}}}, plan="metered")
-    embeds = [(await post_embeddings(at(i), key2, f"f{i} {marker}"))[0] for i in range(5)]
-    assert embeds == [200, 200, 200, 200, 429]  # the key's own figure wins over its plan's
+    await set_limits(gws[0], kid2, {}, plan="metered")
+    status, headers, _ = await post_embeddings(gws[-1].url, key2, f"f {marker}")
+    assert status == 200 and headers["x-ratelimit-limit-requests"] == "2"
+    await set_limits(gws[0], kid2, {"endpoints": {"embeddings": {"rpm": 4}}})
+    status, headers, _ = await post_embeddings(gws[-1].url, key2, f"f0 {marker}")
+    assert status == 200 and headers["x-ratelimit-limit-requests"] == "4"
+    embeds = [(await post_embeddings(at(i), key2, f"f{i} {marker}"))[0] for i in range(1, 3)]
+    # GCRA keeps time, not a count: the request admitted at 2 a minute holds 30 s of the window,
+    # two requests' worth at 4 a minute, so two more fit, not three.
+    assert embeds == [200, 429]
     rows = await limit_rows(gws[-1], kid2)
     assert rows["embeddings.rpm"]["limit"] == 4 and rows["rpm"]["limit"] == 5
-    assert upstream_calls(upstream, marker) == 1 + 2 + 3 + 4
+    assert upstream_calls(upstream, marker) == 1 + 2 + 3 + 3
 
 
 async def test_streamed_requests_are_charged_what_they_used(replicas: list[GatewayProc]) -> None:
