@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import math
 import signal
 import sys
 import time
@@ -101,6 +102,7 @@ class FakeOpenAI(FakeServer):
         created: int | None = None,
         system_fingerprint: str = "fp_f4ke0a1b2c",
         organization: str = "org-fake",
+        prompt_scale: float = 1.0,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -115,6 +117,9 @@ class FakeOpenAI(FakeServer):
         self.created = created
         self.system_fingerprint = system_fingerprint
         self.organization = organization
+        # Chat prompt tokens reported per token of the fake's own count (a word): above 1 it plays
+        # a provider whose tokenizer counts more than the gateway's estimate does.
+        self.prompt_scale = prompt_scale
         self._images: dict[str, bytes] = {}
 
     @property
@@ -211,6 +216,10 @@ class FakeOpenAI(FakeServer):
     async def _chat(self, exchange: Exchange) -> web.StreamResponse:
         req = parse_chat_request(exchange.json, self.models, strict_params=self.strict_params)
         result = _chat.generate(req, created=self._now(), system_fingerprint=self.system_fingerprint)
+        if self.prompt_scale != 1.0:
+            u = result.usage
+            u["prompt_tokens"] = math.ceil(u["prompt_tokens"] * self.prompt_scale)
+            u["total_tokens"] = u["prompt_tokens"] + u["completion_tokens"]
         if not req.stream:
             return json_response(_chat.completion_body(result), self._headers(exchange))
         chunks = _chat.chunk_bodies(

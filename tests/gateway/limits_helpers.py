@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway.conftest import UPSTREAM_KEY
@@ -97,3 +98,16 @@ async def set_limits(gw: GatewayProc, key_id: str, limits: dict[str, Any], plan:
 
 def upstream_calls(upstream: FakeOpenAI, marker: str) -> int:
     return sum(1 for r in upstream.requests if marker in str(r.json))
+
+
+def assert_budget_held(entries: list[dict[str, Any]], budget: float) -> None:
+    """A budget trail (every state its counter went through, in order): used + reserved never
+    above the budget, and each state the one before plus its change (none missing)."""
+    used = reserved = 0.0
+    for e in entries:
+        assert e["used"] + e["reserved"] <= budget + 1e-12, e
+        used, reserved = used + e["used_delta"], reserved + e["reserved_delta"]
+        assert (e["used"], e["reserved"]) == (
+            pytest.approx(used, abs=1e-12),
+            pytest.approx(reserved, abs=1e-12),
+        )

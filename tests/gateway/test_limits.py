@@ -16,9 +16,12 @@ import orjson
 import pytest
 import pytest_asyncio
 
+from tests.fakes._catalog import DEFAULT_MODELS
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.gateway.conftest import UPSTREAM_KEY
 from tests.gateway.limits_helpers import (
     PRICE,
+    assert_budget_held,
     burst,
     chat_body,
     config,
@@ -118,19 +121,10 @@ async def test_a_spend_budget_is_never_exceeded_under_500_concurrent_requests(
     entries = trail["data"]
     assert trail["trimmed"] == 0 and trail["kept"] == trail["added"] == len(entries) < TRAIL
     assert len(entries) == 2 * len(admitted)  # one reservation and one settlement each, nothing else
-    for e in entries:
-        assert e["used"] + e["reserved"] <= budget + 1e-12, e
+    assert_budget_held(entries, budget)
     assert Counter(e["request_id"] for e in entries if e["op"] == "reserve") == Counter(admitted)
     closed = Counter(e["request_id"] for e in entries if e["op"] in ("settle", "refund"))
     assert closed == Counter(admitted)  # each admitted request settled exactly once
-    # Each state is the one before plus its change: no change of the counter is missing.
-    used = reserved = 0.0
-    for e in entries:
-        used, reserved = used + e["used_delta"], reserved + e["reserved_delta"]
-        assert (e["used"], e["reserved"]) == (
-            pytest.approx(used, abs=1e-12),
-            pytest.approx(reserved, abs=1e-12),
-        )
     # The final spend is the upstream-reported usage priced (per request rounded to a nano-dollar).
     priced = (total["prompt_tokens"] * PRICE["input"] + total["completion_tokens"] * PRICE["output"]) / 1e6
     assert entries[-1]["used"] == pytest.approx(priced, abs=1e-6)
@@ -399,3 +393,54 @@ async def test_in_process_spend_survives_a_restart(upstream: FakeOpenAI, tmp_pat
         assert time.monotonic() - t0 < 30
     finally:
         gw.stop()
+
+
+async def test_a_provider_counting_more_than_our_tokenizer_cannot_overspend_a_budget(tmp_path: Path) -> None:
+    """A model we count only approximately (cl100k for a Llama), on a provider whose tokenizer
+    reports about three times our count: the first answer uses more than its request reserved
+    (counted, and taught to the reservations), after which a burst against a spend budget never
+    has used + reserved above the budget, and ends at the provider's reported usage priced."""
+    async with FakeOpenAI(
+        api_key=UPSTREAM_KEY, models=(*DEFAULT_MODELS, "llama-3.1-70b"), prompt_scale=3.0
+    ) as up:
+        cfg = config(up, budget_trail=TRAIL)
+        cfg["models"].append({"name": "llama", "provider": "fake", "model": "llama-3.1-70b", "price": PRICE})
+        gw = await start_gateway(tmp_path, cfg)
+        try:
+            budget = 0.03
+            kid, key = await new_key([gw], spend_per_day=budget)
+            text = "the quick brown fox jumps over the lazy dog " * 40  # 360 words, ~370 counted
+            first = await post_chat(gw.url, key, chat_body(text, max_tokens=5, model="llama"))
+            assert first[0] == 200
+            _, view = await gw.admin("GET", f"/admin/v1/keys/{kid}/limits")
+            assert view["overshoots"] == 1
+
+            bodies = [chat_body(f"{i} {text}", max_tokens=5, model="llama") for i in range(40)]
+            statuses = [a[0] for a in await burst([gw.url], key, bodies)]
+            assert 0 < statuses.count(200) < 40 and statuses.count(200) + statuses.count(403) == 40
+            _, view = await gw.admin("GET", f"/admin/v1/keys/{kid}/limits")
+            assert view["overshoots"] == 1  # the reservations learned from the first answer
+
+            async def settled() -> list[dict[str, Any]] | None:
+                _, body = await gw.admin(
+                    "GET", f"/admin/v1/keys/{kid}/limits/trail?budget=spend_per_day&limit={TRAIL}"
+                )
+                return body["data"] if body["data"] and body["data"][-1]["reserved"] == 0 else None
+
+            entries = await wait_until(settled, timeout=10)
+            assert_budget_held(entries, budget)
+
+            async def records() -> list[dict[str, Any]] | None:
+                _, body = await gw.admin("GET", f"/admin/v1/usage?key_id={kid}&limit=100")
+                done = [r for r in body["data"] if r["status"] == 200]
+                return done if len(done) == 1 + statuses.count(200) else None
+
+            rows = await wait_until(records, timeout=10)
+            later = [r for r in rows if r["request_id"] != first[1]["x-request-id"]]
+            for r in later:  # each reserved at least what the provider then reported
+                assert r["meta"]["reserved"]["prompt_tokens"] >= r["prompt_tokens"] > 2 * 360
+                assert r["meta"]["reserved"]["prompt_scale"] > 2.5
+            assert entries[-1]["used"] == pytest.approx(sum(r["cost_usd"] for r in rows), abs=1e-8)
+            assert "used more than its request reserved" in gw.log()
+        finally:
+            gw.stop()

@@ -101,6 +101,8 @@ class AdminLimits:
             "backend": "redis" if isinstance(lim.store, RedisCounterStore) else "memory",
             # This process's requests decided without counters since it started (Redis down).
             "unavailable": {"admitted": lim.unavailable_open, "refused": lim.unavailable_closed},
+            # This process's answers that used more than their request reserved (README, Limits).
+            "overshoots": lim.overshoots,
             "limits": rows,
         }
 

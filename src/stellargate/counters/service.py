@@ -30,7 +30,8 @@ class Limits:
         self.trail = trail  # the store's trail length (budget_trail), as it started
         self.unavailable_open = 0  # requests admitted unchecked while the store was unreachable
         self.unavailable_closed = 0  # requests refused because the store was unreachable
-        self._last_log = 0.0
+        self.overshoots = 0  # answers whose reported use exceeded what their request reserved
+        self._last_log = self._last_overshoot_log = 0.0
 
     def outage(self, admitted: bool, err: Exception) -> None:
         if admitted:
@@ -44,6 +45,21 @@ class Limits:
                 "limit counters unreachable (%s): %d requests admitted unchecked (rate limits fail %s), "
                 "%d refused (budgets fail closed) so far",
                 err, self.unavailable_open, "open" if self.fail_open else "closed", self.unavailable_closed,
+            )  # fmt: skip
+
+    def overshot(self, model: str, tokens: int, reserved: int) -> None:
+        """An answer used more than its request reserved (the prompt counted short, a provider
+        reporting more than it was asked for): the budgets record the real use, so they may end
+        over their figure by that much. Counted, and logged at most once a minute."""
+        self.overshoots += 1
+        now = time.monotonic()
+        if now - self._last_overshoot_log >= 60.0:
+            self._last_overshoot_log = now
+            log.warning(
+                "an answer from %s used more than its request reserved (%d tokens against %d, or its "
+                "cost; %d such answers so far): budgets record the real use; reservations for it now "
+                "scale their prompt count by what it reports",
+                model or "the upstream", tokens, reserved, self.overshoots,
             )  # fmt: skip
 
     async def close(self) -> None:

@@ -187,6 +187,57 @@ def chat_prompt_tokens(req: ChatRequest, encoding: str) -> int:
     return tokens
 
 
+# Families whose own encoding we count with (OpenAI's): their reports match our count but for
+# framing, so reservations start at our count. Every other family starts with a margin.
+_EXACT = ("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-")
+APPROX_MARGIN = 1.5  # above what Claude's, Gemini's, Llama's and Mistral's tokenizers give for cl100k's count
+MAX_MARGIN = 4.0  # a token is at least one UTF-8 byte: cl100k averages about four bytes a token
+MIN_COUNTED = 200  # below this, fixed overheads (framing, a provider's hidden tool prompt) drive the ratio
+LEARN_AFTER = 8  # reports before the learned ratio replaces the starting margin
+WINDOW = 256  # reports per window; the highest ratio of this window and the last one is used
+
+
+class PromptScale:
+    """Per upstream model, what to multiply the prompt count by so that the reservation covers
+    what the provider will report: learned from the usage each answer reports (the highest ratio
+    of reported to counted over the last 256 to 512 answers), so a family we count only
+    approximately (cl100k for Claude, Gemini, Llama) does not let a budget be overspent by the
+    difference between the two tokenizers. Never below 1: counting more is only conservative."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self) -> None:
+        # model -> [factor, this window's highest ratio, the last window's, reports in this window, reports]
+        self._state: dict[str, list[float]] = {}
+
+    @staticmethod
+    def initial(model: str) -> float:
+        m = model.rsplit("/", 1)[-1].lower()
+        return 1.0 if m.startswith(_EXACT) else APPROX_MARGIN
+
+    def factor(self, model: str) -> float:
+        st = self._state.get(model)
+        return st[0] if st is not None else self.initial(model)
+
+    def observe(self, model: str, counted: int, reported: int) -> None:
+        if counted < MIN_COUNTED or reported <= 0:
+            return
+        st = self._state.get(model)
+        if st is None:
+            if len(self._state) >= 10_000:
+                self._state.clear()
+            st = self._state[model] = [self.initial(model), 0.0, 0.0, 0, 0]
+        ratio = min(reported / counted, MAX_MARGIN)
+        if ratio > st[1]:
+            st[1] = ratio
+        st[3] += 1
+        st[4] += 1
+        if st[3] >= WINDOW:
+            st[2], st[1], st[3] = st[1], 0.0, 0
+        high = max(1.0, st[1], st[2])
+        st[0] = high if st[4] >= LEARN_AFTER else max(self.initial(model), high)
+
+
 def max_completion_tokens(req: ChatRequest, target: Target, prompt: int) -> int:
     if req.max_tokens is not None:
         return req.max_tokens

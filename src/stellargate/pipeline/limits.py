@@ -13,13 +13,13 @@ from __future__ import annotations
 import math
 
 from stellargate.core.usage import Price
-from stellargate.counters import CounterStore, CounterUnavailable, Decision, Item, refund
+from stellargate.counters import CounterUnavailable, Decision, Item, refund
 from stellargate.counters.memory import MemoryCounterStore
 from stellargate.counters.policy import NANO, CallLimits, Spec
 from stellargate.counters.service import Limits
 from stellargate.errors import GatewayError, PermissionDenied, RateLimited, ServiceUnavailable
 from stellargate.pipeline.context import Context, Next
-from stellargate.pipeline.estimate import encoding_for, is_ready, ready, worst_case
+from stellargate.pipeline.estimate import PromptScale, encoding_for, is_ready, ready, worst_case
 from stellargate.pipeline.usage import final_usage
 from stellargate.web import Result, StreamReply
 
@@ -128,30 +128,39 @@ class _Settlement:
     """Settles one reservation once, whichever comes first: the answer, the stream's end (as a
     ``StreamReply.on_done`` callback), an error or a cancellation."""
 
-    __slots__ = ("call", "ctx", "done", "items", "store")
+    __slots__ = ("call", "counted", "ctx", "done", "items", "limits", "nano", "scale", "target", "tokens")
 
-    def __init__(self, store: CounterStore, ctx: Context, call: CallLimits, items: list[Item]) -> None:
-        self.store, self.ctx, self.call, self.items = store, ctx, call, items
+    def __init__(
+        self, limits: Limits, ctx: Context, call: CallLimits, items: list[Item], scale: PromptScale
+    ) -> None:
+        self.limits, self.ctx, self.call, self.items, self.scale = limits, ctx, call, items, scale
+        assert ctx.target is not None
+        self.target = ctx.target  # the one reserved for
         self.done = False
+        self.counted = self.tokens = self.nano = 0  # the prompt as counted; what was reserved
 
     def __call__(self, completed: bool = True) -> None:
         if self.done:
             return
         self.done = True
-        ctx, items = self.ctx, self.items
+        ctx, items, store, target = self.ctx, self.items, self.limits.store, self.target
         if not ctx.attempts:
-            refund(self.store, items, ctx.request_id)  # never reached the upstream: nothing was used
+            refund(store, items, ctx.request_id)  # never reached the upstream: nothing was used
             return
         u = ctx.usage
         if u is None:
             u, _ = final_usage(ctx)
+        elif self.counted and not ctx.usage_estimated and ctx.target is target:
+            # Only from the target counted for (a fallback may have answered instead).
+            self.scale.observe(target.upstream_model, self.counted, u.prompt_tokens)
         nano = 0
         if self.call.prices:
             t = ctx.target
             nano = round(t.price.cost(u) * NANO) if t is not None and t.price is not None else 0
-        self.store.settle(
-            items, ctx.request_id, self.call.settled(u.prompt_tokens + u.completion_tokens, nano)
-        )
+        tokens = u.prompt_tokens + u.completion_tokens
+        if (tokens > self.tokens or nano > self.nano) and self.call.counts_tokens:
+            self.limits.overshot(target.upstream_model, tokens, self.tokens)
+        store.settle(items, ctx.request_id, self.call.settled(tokens, nano))
 
 
 class LimitStage:
@@ -160,6 +169,7 @@ class LimitStage:
         # In process, reserving needs no await: called directly, it saves a coroutine per request.
         store = limits.store
         self._reserve_now = store.reserve_now if isinstance(store, MemoryCounterStore) else None
+        self.scale = PromptScale()
 
     async def __call__(self, ctx: Context, call_next: Next) -> Result:
         assert ctx.key is not None and ctx.target is not None
@@ -168,15 +178,19 @@ class LimitStage:
         if call is None:
             return await call_next(ctx)
         target = ctx.target
-        tokens = nano = 0
+        tokens = nano = counted = 0
         if call.counts_tokens:
             encoding = encoding_for(target.upstream_model)
             if not is_ready(encoding):
                 await ready(encoding)
-            prompt, completion, images = worst_case(ctx.payload, ctx.request, target, encoding)
+            counted, completion, images = worst_case(ctx.payload, ctx.request, target, encoding)
+            # What the provider will report: our count, scaled by what its reports taught us.
+            factor = self.scale.factor(target.upstream_model)
+            prompt = counted if factor == 1.0 else math.ceil(counted * factor)
             cost = worst_cost(target.price, prompt, completion, images)
             ctx.meta["reserved"] = {
                 "prompt_tokens": prompt,
+                "prompt_scale": factor,  # prompt_tokens is the count times this (PromptScale)
                 "completion_tokens": completion,
                 "cost_usd": cost,
             }
@@ -202,7 +216,8 @@ class LimitStage:
             err = refusal(call.specs[d.failed], d)
             err.headers.update((k.decode(), v.decode()) for k, v in headers)
             raise err
-        settle = _Settlement(lim.store, ctx, call, items)
+        settle = _Settlement(lim, ctx, call, items, self.scale)
+        settle.counted, settle.tokens, settle.nano = counted, tokens, nano
         try:
             result = await call_next(ctx)
         except GatewayError as e:
