@@ -217,16 +217,19 @@ class PromptScale:
 
     def factor(self, model: str) -> float:
         st = self._state.get(model)
-        return st[0] if st is not None else self.initial(model)
+        return st[0] if st is not None else self._new(model)[0]
+
+    def _new(self, model: str) -> list[float]:
+        # Made on a model's first request, so later ones look it up instead of classifying its name.
+        if len(self._state) >= 10_000:
+            self._state.clear()
+        st = self._state[model] = [self.initial(model), 0.0, 0.0, 0, 0]
+        return st
 
     def observe(self, model: str, counted: int, reported: int) -> None:
         if counted < MIN_COUNTED or reported <= 0:
             return
-        st = self._state.get(model)
-        if st is None:
-            if len(self._state) >= 10_000:
-                self._state.clear()
-            st = self._state[model] = [self.initial(model), 0.0, 0.0, 0, 0]
+        st = self._state.get(model) or self._new(model)
         ratio = min(reported / counted, MAX_MARGIN)
         if ratio > st[1]:
             st[1] = ratio
