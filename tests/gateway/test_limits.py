@@ -31,7 +31,7 @@ from tests.gateway.limits_helpers import (
     set_limits,
     upstream_calls,
 )
-from tests.harness import GatewayProc, start_gateway, wait_until
+from tests.harness import GatewayProc, free_port, start_gateway, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -444,3 +444,58 @@ async def test_a_provider_counting_more_than_our_tokenizer_cannot_overspend_a_bu
             assert "used more than its request reserved" in gw.log()
         finally:
             gw.stop()
+
+
+async def test_a_fallback_to_a_dearer_model_cannot_overspend_a_budget(
+    upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    """The requested model is cheap, its provider is down, and its fallback costs 100 times more:
+    each request is reserved at the fallback's price (the dearest that may answer), so a burst
+    against a spend budget never has used + reserved above it."""
+    cheap = {"input": 0.25, "output": 1.0}
+    dear = {"input": 25.0, "output": 100.0}
+    # Every request falls back here, more at once than the default retry budget lets through.
+    cfg = config(upstream, budget_trail=TRAIL, routing={"retry_budget": {"ratio": 1.0, "min": 1000}})
+    cfg["providers"]["down"] = {
+        "type": "openai",
+        "base_url": f"http://127.0.0.1:{free_port()}/v1",  # connection refused
+        "api_key": UPSTREAM_KEY,
+    }
+    cfg["models"] += [
+        {"name": "cheap", "provider": "down", "model": "gpt-4o", "price": cheap, "fallbacks": ["dear"]},
+        {"name": "dear", "provider": "fake", "model": "gpt-4o-mini", "price": dear},
+    ]
+    gw = await start_gateway(tmp_path, cfg)
+    try:
+        budget = 0.01  # 40 requests fit at the cheap price, a few at the dear one
+        kid, key = await new_key([gw], spend_per_day=budget)
+        bodies = [chat_body(f"item {i}: tell me something", max_tokens=20, model="cheap") for i in range(40)]
+        answers = await burst([gw.url], key, bodies)
+        statuses = [a[0] for a in answers]
+        odd = [a[2] for a in answers if a[0] not in (200, 403)]
+        assert 0 < statuses.count(200) < 40 and statuses.count(200) + statuses.count(403) == 40, odd[:1]
+
+        async def settled() -> list[dict[str, Any]] | None:
+            _, body = await gw.admin(
+                "GET", f"/admin/v1/keys/{kid}/limits/trail?budget=spend_per_day&limit={TRAIL}"
+            )
+            return body["data"] if body["data"] and body["data"][-1]["reserved"] == 0 else None
+
+        entries = await wait_until(settled, timeout=10)
+        assert_budget_held(entries, budget)
+
+        async def records() -> list[dict[str, Any]] | None:
+            _, body = await gw.admin("GET", f"/admin/v1/usage?key_id={kid}&limit=100")
+            done = [r for r in body["data"] if r["status"] == 200]
+            return done if len(done) == statuses.count(200) else None
+
+        rows = await wait_until(records, timeout=10)
+        for r in rows:  # answered by the fallback, at its price, within what was reserved
+            priced = (r["prompt_tokens"] * dear["input"] + r["completion_tokens"] * dear["output"]) / 1e6
+            assert r["cost_usd"] == pytest.approx(priced, abs=1e-9)
+            assert r["meta"]["reserved"]["cost_usd"] >= r["cost_usd"]
+        assert entries[-1]["used"] == pytest.approx(sum(r["cost_usd"] for r in rows), abs=1e-8)
+        _, view = await gw.admin("GET", f"/admin/v1/keys/{kid}/limits")
+        assert view["overshoots"] == 0
+    finally:
+        gw.stop()

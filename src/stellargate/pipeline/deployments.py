@@ -128,6 +128,27 @@ class ModelGroup:
     context_window: int | None = None
     fallback_on: frozenset[FallbackClass] = frozenset(FALLBACK_CLASSES)
     fallbacks: list[ModelGroup] = field(default_factory=list)
+    _targets: tuple[Target, ...] | None = field(default=None, repr=False, compare=False)
+
+    def targets(self) -> tuple[Target, ...]:
+        """Every target that may answer a request routed here: the members', then the fallbacks'
+        (and theirs), each once. The limits reserve for the dearest of them, since a retry or a
+        fallback may land on any. Made on first use, when every fallback has been linked."""
+        found = self._targets
+        if found is None:
+            out: dict[int, Target] = {}
+            seen: set[int] = set()
+            todo: list[ModelGroup] = [self]
+            while todo:
+                g = todo.pop(0)
+                if id(g) in seen:
+                    continue  # fallbacks may form a cycle
+                seen.add(id(g))
+                for m in g.members:
+                    out.setdefault(id(m.target), m.target)
+                todo.extend(g.fallbacks)
+            found = self._targets = tuple(out.values())
+        return found
 
     def pick(self, now: float, exclude: Sequence[str] = ()) -> Member | None:
         """A member to try now by the group's strategy, skipping ejected, over-limit and

@@ -19,8 +19,16 @@ from stellargate.counters.policy import NANO, CallLimits, Spec
 from stellargate.counters.service import Limits
 from stellargate.errors import GatewayError, PermissionDenied, RateLimited, ServiceUnavailable
 from stellargate.pipeline.context import Context, Next
-from stellargate.pipeline.estimate import PromptScale, encoding_for, is_ready, ready, worst_case
+from stellargate.pipeline.estimate import (
+    PromptScale,
+    encoding_for,
+    is_ready,
+    max_completion_tokens,
+    ready,
+    worst_case,
+)
 from stellargate.pipeline.usage import final_usage
+from stellargate.providers.base import Target
 from stellargate.web import Result, StreamReply
 
 # What is left of a rate is computed from arrival times in float seconds, so 49 can come out as
@@ -171,6 +179,21 @@ class LimitStage:
         self._reserve_now = store.reserve_now if isinstance(store, MemoryCounterStore) else None
         self.scale = PromptScale()
 
+    def _dearest(
+        self, targets: tuple[Target, ...], ctx: Context, counted: int, completion: int, images: int
+    ) -> tuple[int, int, float, float]:
+        """(prompt, completion, cost, scale) at the most any of ``targets`` may take: each figure
+        the highest over them, so the reservation covers whichever answers."""
+        req, scale = ctx.request, self.scale
+        prompt, cost, factor = 0, 0.0, 1.0
+        for t in targets:
+            f = scale.factor(t.upstream_model)
+            p = counted if f == 1.0 else math.ceil(counted * f)
+            c = max_completion_tokens(req, t, counted) if req is not None else completion
+            prompt, factor = max(prompt, p), max(factor, f)
+            completion, cost = max(completion, c), max(cost, worst_cost(t.price, p, c, images))
+        return prompt, completion, cost, factor
+
     async def __call__(self, ctx: Context, call_next: Next) -> Result:
         assert ctx.key is not None and ctx.target is not None
         lim = self._limits
@@ -184,10 +207,14 @@ class LimitStage:
             if not is_ready(encoding):
                 await ready(encoding)
             counted, completion, images = worst_case(ctx.payload, ctx.request, target, encoding)
-            # What the provider will report: our count, scaled by what its reports taught us.
-            factor = self.scale.factor(target.upstream_model)
-            prompt = counted if factor == 1.0 else math.ceil(counted * factor)
-            cost = worst_cost(target.price, prompt, completion, images)
+            targets = ctx.route.targets() if ctx.route is not None else ()
+            if len(targets) > 1:  # a retry or a fallback may land on a dearer one
+                prompt, completion, cost, factor = self._dearest(targets, ctx, counted, completion, images)
+            else:
+                # What the provider will report: our count, scaled by what its reports taught us.
+                factor = self.scale.factor(target.upstream_model)
+                prompt = counted if factor == 1.0 else math.ceil(counted * factor)
+                cost = worst_cost(target.price, prompt, completion, images)
             ctx.meta["reserved"] = {
                 "prompt_tokens": prompt,
                 "prompt_scale": factor,  # prompt_tokens is the count times this (PromptScale)
