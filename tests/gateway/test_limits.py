@@ -421,21 +421,8 @@ async def test_a_provider_counting_more_than_our_tokenizer_cannot_overspend_a_bu
             _, view = await gw.admin("GET", f"/admin/v1/keys/{kid}/limits")
             assert view["overshoots"] == 1  # the reservations learned from the first answer
 
-            async def settled() -> list[dict[str, Any]] | None:
-                _, body = await gw.admin(
-                    "GET", f"/admin/v1/keys/{kid}/limits/trail?budget=spend_per_day&limit={TRAIL}"
-                )
-                return body["data"] if body["data"] and body["data"][-1]["reserved"] == 0 else None
-
-            entries = await wait_until(settled, timeout=10)
+            entries, rows = await _spend_settled(gw, kid, answered=1 + statuses.count(200))
             assert_budget_held(entries, budget)
-
-            async def records() -> list[dict[str, Any]] | None:
-                _, body = await gw.admin("GET", f"/admin/v1/usage?key_id={kid}&limit=100")
-                done = [r for r in body["data"] if r["status"] == 200]
-                return done if len(done) == 1 + statuses.count(200) else None
-
-            rows = await wait_until(records, timeout=10)
             later = [r for r in rows if r["request_id"] != first[1]["x-request-id"]]
             for r in later:  # each reserved at least what the provider then reported
                 assert r["meta"]["reserved"]["prompt_tokens"] >= r["prompt_tokens"] > 2 * 360
@@ -475,21 +462,8 @@ async def test_a_fallback_to_a_dearer_model_cannot_overspend_a_budget(
         odd = [a[2] for a in answers if a[0] not in (200, 403)]
         assert 0 < statuses.count(200) < 40 and statuses.count(200) + statuses.count(403) == 40, odd[:1]
 
-        async def settled() -> list[dict[str, Any]] | None:
-            _, body = await gw.admin(
-                "GET", f"/admin/v1/keys/{kid}/limits/trail?budget=spend_per_day&limit={TRAIL}"
-            )
-            return body["data"] if body["data"] and body["data"][-1]["reserved"] == 0 else None
-
-        entries = await wait_until(settled, timeout=10)
+        entries, rows = await _spend_settled(gw, kid, answered=statuses.count(200))
         assert_budget_held(entries, budget)
-
-        async def records() -> list[dict[str, Any]] | None:
-            _, body = await gw.admin("GET", f"/admin/v1/usage?key_id={kid}&limit=100")
-            done = [r for r in body["data"] if r["status"] == 200]
-            return done if len(done) == statuses.count(200) else None
-
-        rows = await wait_until(records, timeout=10)
         for r in rows:  # answered by the fallback, at its price, within what was reserved
             priced = (r["prompt_tokens"] * dear["input"] + r["completion_tokens"] * dear["output"]) / 1e6
             assert r["cost_usd"] == pytest.approx(priced, abs=1e-9)
@@ -499,3 +473,23 @@ async def test_a_fallback_to_a_dearer_model_cannot_overspend_a_budget(
         assert view["overshoots"] == 0
     finally:
         gw.stop()
+
+
+async def _spend_settled(
+    gw: GatewayProc, kid: str, *, answered: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The spend budget's trail once nothing is reserved, and the usage records of the key's
+    ``answered`` successful requests once all are written."""
+
+    async def settled() -> list[dict[str, Any]] | None:
+        _, body = await gw.admin(
+            "GET", f"/admin/v1/keys/{kid}/limits/trail?budget=spend_per_day&limit={TRAIL}"
+        )
+        return body["data"] if body["data"] and body["data"][-1]["reserved"] == 0 else None
+
+    async def records() -> list[dict[str, Any]] | None:
+        _, body = await gw.admin("GET", f"/admin/v1/usage?key_id={kid}&limit=100")
+        done = [r for r in body["data"] if r["status"] == 200]
+        return done if len(done) == answered else None
+
+    return await wait_until(settled, timeout=10), await wait_until(records, timeout=10)
