@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from stellargate.core.embeddings import EmbeddingsRequest
 from stellargate.core.images import ImagesRequest
 from stellargate.core.request import ChatRequest, ImagePart, TextPart
+from stellargate.dialects.validate import is_tokens
 from stellargate.pipeline.context import Context
 from stellargate.providers.base import Target
 
@@ -241,6 +242,36 @@ class PromptScale:
         st[0] = high if st[4] >= LEARN_AFTER else max(self.initial(model), high)
 
 
+LEGACY_COMPLETIONS = "openai.completions"  # the dialect of /v1/completions (openai_completions.py)
+
+
+def _prompt_list(req: ChatRequest) -> list[Any]:
+    p = (req.raw or {}).get("prompt")
+    if isinstance(p, list) and p and not is_tokens(p):
+        return p  # several prompts, each a text or a token array
+    return [p] if p is not None else []
+
+
+def choices(req: ChatRequest) -> int:
+    """How many answers a request asks for, each up to the most completion tokens: ``n``, and on
+    the legacy endpoint ``best_of`` (generated, and billed, even if fewer are returned) for each
+    of its prompts."""
+    n = req.n or 1
+    if req.dialect == LEGACY_COMPLETIONS:
+        best_of = (req.raw or {}).get("best_of")
+        n = max(n, best_of if isinstance(best_of, int) else 1) * max(1, len(_prompt_list(req)))
+    return n
+
+
+def _legacy_prompts(req: ChatRequest, encoding: str) -> int:
+    """The legacy endpoint's prompts that are not one text (a list, or token arrays): texts
+    counted, token arrays taken at their length."""
+    b = _Budget(encoding)
+    return sum(
+        len(p) if isinstance(p, list) else b.count(p) if isinstance(p, str) else 0 for p in _prompt_list(req)
+    )
+
+
 def max_completion_tokens(req: ChatRequest, target: Target, prompt: int) -> int:
     if req.max_tokens is not None:
         return req.max_tokens
@@ -260,7 +291,9 @@ def worst_case(
     encoding = encoding or encoding_for(target.upstream_model)
     if req is not None:
         prompt = chat_prompt_tokens(req, encoding)
-        return prompt, max_completion_tokens(req, target, prompt), 0
+        if req.dialect == LEGACY_COMPLETIONS and not req.messages:
+            prompt += _legacy_prompts(req, encoding)
+        return prompt, max_completion_tokens(req, target, prompt) * choices(req), 0
     if isinstance(payload, EmbeddingsRequest):
         b = _Budget(encoding)
         prompt = sum(b.count(i) if isinstance(i, str) else len(i) for i in payload.inputs)

@@ -21,6 +21,7 @@ from stellargate.errors import GatewayError, PermissionDenied, RateLimited, Serv
 from stellargate.pipeline.context import Context, Next
 from stellargate.pipeline.estimate import (
     PromptScale,
+    choices,
     encoding_for,
     is_ready,
     max_completion_tokens,
@@ -186,10 +187,11 @@ class LimitStage:
         the highest over them, so the reservation covers whichever answers."""
         req, scale = ctx.request, self.scale
         prompt, cost, factor = 0, 0.0, 1.0
+        n = choices(req) if req is not None else 1
         for t in targets:
             f = scale.factor(t.upstream_model)
             p = counted if f == 1.0 else math.ceil(counted * f)
-            c = max_completion_tokens(req, t, counted) if req is not None else completion
+            c = max_completion_tokens(req, t, counted) * n if req is not None else completion
             prompt, factor = max(prompt, p), max(factor, f)
             completion, cost = max(completion, c), max(cost, worst_cost(t.price, p, c, images))
         return prompt, completion, cost, factor
