@@ -97,6 +97,22 @@ def parse_completions_request(body: Any) -> ChatRequest:
     )
 
 
+def prompt_list(req: ChatRequest) -> list[Any]:
+    """The prompts a parsed request was sent with: several (texts or token arrays) or one."""
+    p = (req.raw or {}).get("prompt")
+    if isinstance(p, list) and p and not is_tokens(p):
+        return p
+    return [p] if p is not None else []
+
+
+def generations(req: ChatRequest) -> int:
+    """Answers the upstream generates (and bills), each up to ``max_tokens``: ``best_of`` (or
+    ``n``, the larger) for each prompt, even if fewer are returned."""
+    best_of = (req.raw or {}).get("best_of")
+    per_prompt = max(req.n or 1, best_of if isinstance(best_of, int) else 1)
+    return per_prompt * max(1, len(prompt_list(req)))
+
+
 def check_translatable(req: ChatRequest) -> None:
     """Refuse what a chat model cannot do for a legacy request, rather than silently ignoring it."""
     body = req.raw or {}

@@ -22,7 +22,8 @@ from typing import Any, Protocol
 from stellargate.core.embeddings import EmbeddingsRequest
 from stellargate.core.images import ImagesRequest
 from stellargate.core.request import ChatRequest, ImagePart, TextPart
-from stellargate.dialects.validate import is_tokens
+from stellargate.dialects.openai_completions import DIALECT as LEGACY_COMPLETIONS
+from stellargate.dialects.openai_completions import generations, prompt_list
 from stellargate.pipeline.context import Context
 from stellargate.providers.base import Target
 
@@ -198,6 +199,18 @@ LEARN_AFTER = 8  # reports before the learned ratio replaces the starting margin
 WINDOW = 256  # reports per window; the highest ratio of this window and the last one is used
 
 
+class _Learned:
+    """One model's scale: ``factor`` (what reservations use, kept derived from the rest) and the
+    highest ratios of the current and the last window."""
+
+    __slots__ = ("factor", "high", "in_window", "last_high", "seen", "start")
+
+    def __init__(self, start: float) -> None:
+        self.factor = self.start = start
+        self.high = self.last_high = 0.0
+        self.in_window = self.seen = 0
+
+
 class PromptScale:
     """Per upstream model, what to multiply the prompt count by so that the reservation covers
     what the provider will report: learned from the usage each answer reports (the highest ratio
@@ -208,8 +221,7 @@ class PromptScale:
     __slots__ = ("_state",)
 
     def __init__(self) -> None:
-        # model -> [factor, this window's highest ratio, the last window's, reports in this window, reports]
-        self._state: dict[str, list[float]] = {}
+        self._state: dict[str, _Learned] = {}
 
     @staticmethod
     def initial(model: str) -> float:
@@ -218,13 +230,13 @@ class PromptScale:
 
     def factor(self, model: str) -> float:
         st = self._state.get(model)
-        return st[0] if st is not None else self._new(model)[0]
+        return st.factor if st is not None else self._new(model).factor
 
-    def _new(self, model: str) -> list[float]:
+    def _new(self, model: str) -> _Learned:
         # Made on a model's first request, so later ones look it up instead of classifying its name.
         if len(self._state) >= 10_000:
             self._state.clear()
-        st = self._state[model] = [self.initial(model), 0.0, 0.0, 0, 0]
+        st = self._state[model] = _Learned(self.initial(model))
         return st
 
     def observe(self, model: str, counted: int, reported: int) -> None:
@@ -232,35 +244,19 @@ class PromptScale:
             return
         st = self._state.get(model) or self._new(model)
         ratio = min(reported / counted, MAX_MARGIN)
-        if ratio > st[1]:
-            st[1] = ratio
-        st[3] += 1
-        st[4] += 1
-        if st[3] >= WINDOW:
-            st[2], st[1], st[3] = st[1], 0.0, 0
-        high = max(1.0, st[1], st[2])
-        st[0] = high if st[4] >= LEARN_AFTER else max(self.initial(model), high)
-
-
-LEGACY_COMPLETIONS = "openai.completions"  # the dialect of /v1/completions (openai_completions.py)
-
-
-def _prompt_list(req: ChatRequest) -> list[Any]:
-    p = (req.raw or {}).get("prompt")
-    if isinstance(p, list) and p and not is_tokens(p):
-        return p  # several prompts, each a text or a token array
-    return [p] if p is not None else []
+        if ratio > st.high:
+            st.high = ratio
+        st.in_window += 1
+        st.seen += 1
+        if st.in_window >= WINDOW:
+            st.last_high, st.high, st.in_window = st.high, 0.0, 0
+        high = max(1.0, st.high, st.last_high)
+        st.factor = high if st.seen >= LEARN_AFTER else max(st.start, high)
 
 
 def choices(req: ChatRequest) -> int:
-    """How many answers a request asks for, each up to the most completion tokens: ``n``, and on
-    the legacy endpoint ``best_of`` (generated, and billed, even if fewer are returned) for each
-    of its prompts."""
-    n = req.n or 1
-    if req.dialect == LEGACY_COMPLETIONS:
-        best_of = (req.raw or {}).get("best_of")
-        n = max(n, best_of if isinstance(best_of, int) else 1) * max(1, len(_prompt_list(req)))
-    return n
+    """How many answers a request may be billed for, each up to the most completion tokens."""
+    return generations(req) if req.dialect == LEGACY_COMPLETIONS else req.n or 1
 
 
 def _legacy_prompts(req: ChatRequest, encoding: str) -> int:
@@ -268,7 +264,7 @@ def _legacy_prompts(req: ChatRequest, encoding: str) -> int:
     counted, token arrays taken at their length."""
     b = _Budget(encoding)
     return sum(
-        len(p) if isinstance(p, list) else b.count(p) if isinstance(p, str) else 0 for p in _prompt_list(req)
+        len(p) if isinstance(p, list) else b.count(p) if isinstance(p, str) else 0 for p in prompt_list(req)
     )
 
 

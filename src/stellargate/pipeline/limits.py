@@ -140,13 +140,19 @@ class _Settlement:
     __slots__ = ("call", "counted", "ctx", "done", "items", "limits", "nano", "scale", "target", "tokens")
 
     def __init__(
-        self, limits: Limits, ctx: Context, call: CallLimits, items: list[Item], scale: PromptScale
+        self,
+        limits: Limits,
+        ctx: Context,
+        call: CallLimits,
+        items: list[Item],
+        scale: PromptScale,
+        reserved: tuple[int, int, int],  # the prompt as counted, then the tokens and nano-USD reserved
     ) -> None:
         self.limits, self.ctx, self.call, self.items, self.scale = limits, ctx, call, items, scale
         assert ctx.target is not None
         self.target = ctx.target  # the one reserved for
         self.done = False
-        self.counted = self.tokens = self.nano = 0  # the prompt as counted; what was reserved
+        self.counted, self.tokens, self.nano = reserved
 
     def __call__(self, completed: bool = True) -> None:
         if self.done:
@@ -245,8 +251,7 @@ class LimitStage:
             err = refusal(call.specs[d.failed], d)
             err.headers.update((k.decode(), v.decode()) for k, v in headers)
             raise err
-        settle = _Settlement(lim, ctx, call, items, self.scale)
-        settle.counted, settle.tokens, settle.nano = counted, tokens, nano
+        settle = _Settlement(lim, ctx, call, items, self.scale, (counted, tokens, nano))
         try:
             result = await call_next(ctx)
         except GatewayError as e:
